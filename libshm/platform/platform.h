@@ -1,0 +1,56 @@
+/*
+ * The platform layer: everything libshm needs from the operating system, behind one interface.
+ * posix.c implements it for Linux/macOS/BSD, windows.c for Windows. Nothing outside this folder
+ * includes an OS header.
+ */
+#ifndef SHMI_PLATFORM_H
+#define SHMI_PLATFORM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A mapped shared-memory segment. */
+typedef struct shmi_segment {
+    void *base;           /* start of the mapping */
+    size_t size;          /* bytes mapped (the object's size when it was opened) */
+    intptr_t handle;      /* fd (POSIX) or HANDLE (Windows) of the open object */
+    uint64_t identity;    /* identifies the OS object (inode), to notice that a name was replaced */
+} shmi_segment_t;
+
+/* Longest OS object name (without the leading '/') the platform accepts. */
+size_t shmi_max_os_name(void);
+
+/* Creates os_name exclusively with `mode` permissions, sized and with its pages reserved (a full
+ * shared-memory filesystem is SHMC_ENOSPC here, never a SIGBUS later), mapped read-write and zeroed.
+ * SHMC_EEXIST if the name exists. */
+int shmi_seg_create(const char *os_name, size_t size, uint32_t mode, shmi_segment_t *out);
+/* Opens and maps an existing os_name read-write (or read-only when `readonly`), whole object.
+ * SHMC_ENOENT if absent, SHMC_EAGAIN if it is still empty (its creator is sizing it). */
+int shmi_seg_open(const char *os_name, int readonly, shmi_segment_t *out);
+void shmi_seg_close(shmi_segment_t *seg);
+int shmi_seg_unlink(const char *os_name);
+/* 1 if os_name still names the object `seg` maps, 0 if it was removed or replaced. */
+int shmi_seg_is_current(const shmi_segment_t *seg, const char *os_name);
+
+/* Monotonic, system-wide clock in nanoseconds (comparable across processes). */
+uint64_t shmi_now_ns(void);
+
+/* Sleeps while *word == expected, at most timeout_ns (shared between processes: never a private
+ * futex). May return early or spuriously; callers re-check their condition. */
+void shmi_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
+void shmi_futex_wake_all(_Atomic uint32_t *word);
+
+/* Process identity and liveness that survive pid reuse: a pid plus its start time. */
+int32_t shmi_pid(void);
+uint64_t shmi_process_start_time(int32_t pid); /* 0 if unknown */
+int shmi_process_alive(int32_t pid, uint64_t start_time); /* 1 alive, 0 dead */
+
+uint64_t shmi_random64(void);
+void shmi_cpu_relax(void);
+
+/* The OS error behind the last failure of this thread (errno / GetLastError). */
+void shmi_set_os_error(int err);
+int shmi_get_os_error(void);
+
+#endif

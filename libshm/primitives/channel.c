@@ -1,0 +1,179 @@
+#include "channel.h"
+
+#include "waitword.h"
+#include "shmcomm.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+static uint32_t stride_for(uint32_t slot_size)
+{
+    return (uint32_t)round_up((uint64_t)slot_size + SHMI_SLOT_HEADER_BYTES, SHMI_CACHE_LINE);
+}
+
+typedef struct offsets {
+    uint64_t registry, ring, slots, total;
+} offsets_t;
+
+static offsets_t offsets_for(const shmi_geometry_t *g)
+{
+    offsets_t o;
+    o.registry = SHMI_HEADER_BYTES;
+    o.ring = o.registry + (uint64_t)g->max_peers * SHMI_PEER_BYTES;
+    o.ring = round_up(o.ring, SHMI_CACHE_LINE);
+    o.slots = o.ring + SHMI_RING_CTRL_BYTES;
+    o.total = o.slots + (uint64_t)g->num_slots * stride_for(g->slot_size);
+    return o;
+}
+
+int shmi_geometry_check(const shmi_geometry_t *g)
+{
+    if (g->num_slots < 2 || g->num_slots > SHMI_MAX_SLOTS) return SHMC_EINVAL;
+    if (g->slot_size < 1 || g->slot_size > SHMI_MAX_SLOT_SIZE) return SHMC_EINVAL;
+    if (g->max_peers < 2 || g->max_peers > SHMI_MAX_PEERS) return SHMC_EINVAL;
+    offsets_t o = offsets_for(g);
+    if (o.total > SHMI_MAX_SEGMENT_BYTES || o.total > (uint64_t)SIZE_MAX) return SHMC_EINVAL;
+    return 0;
+}
+
+static void bind_views(shmi_channel_t *ch)
+{
+    unsigned char *base = ch->seg.base;
+    offsets_t o = offsets_for(&ch->geometry);
+    ch->header = (shmi_header_t *)base;
+    ch->registry.peers = (shmi_peer_t *)(base + o.registry);
+    ch->registry.max_peers = ch->geometry.max_peers;
+    shmi_ring_init(&ch->ring, base + o.ring, base + o.slots, ch->geometry.num_slots,
+                   ch->geometry.slot_size, stride_for(ch->geometry.slot_size));
+}
+
+int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *channel_name,
+                        const shmi_geometry_t *g, uint32_t mode)
+{
+    int rc = shmi_geometry_check(g);
+    if (rc) return rc;
+    memset(ch, 0, sizeof *ch);
+    offsets_t o = offsets_for(g);
+    rc = shmi_seg_create(os_name, (size_t)o.total, mode, &ch->seg);
+    if (rc) return rc;
+    ch->geometry = *g;
+    snprintf(ch->os_name, sizeof ch->os_name, "%s", os_name);
+    bind_views(ch);
+
+    shmi_header_t *h = ch->header;
+    h->layout_version = SHMC_LAYOUT_VERSION;
+    h->pattern = g->pattern;
+    h->segment_bytes = o.total;
+    h->session_id = ch->session_id = shmi_random64();
+    h->creator_pid = shmi_pid();
+    h->creator_start_time = shmi_process_start_time(h->creator_pid);
+    h->flags = g->flags;
+    h->num_slots = g->num_slots;
+    h->slot_size = g->slot_size;
+    h->slot_stride = stride_for(g->slot_size);
+    h->max_peers = g->max_peers;
+    h->registry_offset = o.registry;
+    h->ring_offset = o.ring;
+    h->slots_offset = o.slots;
+    snprintf(h->channel, sizeof h->channel, "%s", channel_name);
+    for (uint32_t i = 0; i < g->max_peers; i++)
+        atomic_store_explicit(&ch->registry.peers[i].cursor, UINT64_MAX, memory_order_relaxed);
+    atomic_store_explicit(&h->state, SHMI_STATE_READY, memory_order_relaxed);
+    /* Release: an attacher that reads the magic (acquire) sees the whole initialised header. */
+    atomic_store_explicit(&h->magic, SHMI_MAGIC, memory_order_release);
+    return 0;
+}
+
+int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern,
+                         shmi_geometry_t *out)
+{
+    if (mapped < SHMI_HEADER_BYTES) return SHMC_EBADSEG;
+    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    if (magic == 0) return SHMC_EAGAIN;
+    if (magic != SHMI_MAGIC) return SHMC_EBADSEG;
+    if (h->layout_version != SHMC_LAYOUT_VERSION) return SHMC_EVERSION;
+    if (pattern && h->pattern != pattern) return SHMC_EMISMATCH;
+    shmi_geometry_t g = {h->pattern, h->num_slots, h->slot_size, h->max_peers, h->flags};
+    if (!shmi_pattern_prefix(g.pattern)) return SHMC_EBADSEG;
+    if (shmi_geometry_check(&g)) return SHMC_EBADSEG;
+    offsets_t o = offsets_for(&g);
+    if (h->segment_bytes != o.total || o.total > mapped) return SHMC_EBADSEG;
+    if (h->slot_stride != stride_for(g.slot_size) || h->registry_offset != o.registry ||
+        h->ring_offset != o.ring || h->slots_offset != o.slots)
+        return SHMC_EBADSEG;
+    *out = g;
+    return 0;
+}
+
+int shmi_channel_attach(shmi_channel_t *ch, const char *os_name, uint32_t pattern, int readonly)
+{
+    memset(ch, 0, sizeof *ch);
+    int rc = shmi_seg_open(os_name, readonly, &ch->seg);
+    if (rc) return rc;
+    rc = shmi_header_validate(ch->seg.base, ch->seg.size, pattern, &ch->geometry);
+    if (rc) {
+        shmi_seg_close(&ch->seg);
+        return rc;
+    }
+    snprintf(ch->os_name, sizeof ch->os_name, "%s", os_name);
+    bind_views(ch);
+    ch->session_id = ch->header->session_id;
+    return 0;
+}
+
+int shmi_channel_attach_wait(shmi_channel_t *ch, const char *os_name, uint32_t pattern,
+                             int64_t wait_ns)
+{
+    uint64_t deadline = shmi_now_ns() + (uint64_t)(wait_ns > 0 ? wait_ns : 0);
+    for (;;) {
+        int rc = shmi_channel_attach(ch, os_name, pattern, 0);
+        if (rc != SHMC_EAGAIN || shmi_now_ns() >= deadline) return rc;
+        _Atomic uint32_t never = 0;
+        shmi_futex_wait(&never, 0, 1000000); /* 1 ms: the creator is sizing or filling the header */
+    }
+}
+
+void shmi_channel_detach(shmi_channel_t *ch)
+{
+    shmi_seg_close(&ch->seg);
+    ch->header = NULL;
+}
+
+int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role)
+{
+    shmi_header_t *h = ch->header;
+    if (shmi_registry_count(&ch->registry, keeper_role) > 0) return 0;
+    uint32_t ready = SHMI_STATE_READY;
+    if (!atomic_compare_exchange_strong_explicit(&h->state, &ready, SHMI_STATE_CLOSED,
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return 0;
+    /* A keeper that joined between the count and the CAS saw READY: count again and hand the
+     * channel back to it (the joiner re-checks the state after joining, so one side always sees
+     * the other). */
+    if (shmi_registry_count(&ch->registry, keeper_role) > 0) {
+        uint32_t closed = SHMI_STATE_CLOSED;
+        atomic_compare_exchange_strong_explicit(&h->state, &closed, SHMI_STATE_READY,
+                                                memory_order_seq_cst, memory_order_relaxed);
+        return 0;
+    }
+    if (shmi_seg_is_current(&ch->seg, ch->os_name)) shmi_seg_unlink(ch->os_name);
+    shmi_waitword_wake(&ch->ring.ctrl->data);
+    shmi_waitword_wake(&ch->ring.ctrl->space);
+    return 1;
+}
+
+int shmi_channel_claim_replacement(shmi_channel_t *ch)
+{
+    shmi_header_t *h = ch->header;
+    uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+    if (state == SHMI_STATE_REPLACED) return 0;
+    if (!atomic_compare_exchange_strong_explicit(&h->state, &state, SHMI_STATE_REPLACED,
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return 0;
+    if (shmi_seg_is_current(&ch->seg, ch->os_name)) shmi_seg_unlink(ch->os_name);
+    shmi_waitword_wake(&ch->ring.ctrl->data);
+    shmi_waitword_wake(&ch->ring.ctrl->space);
+    return 1;
+}

@@ -1,0 +1,58 @@
+/*
+ * A channel: one named segment holding the header, the peer registry and a slot ring. Creation,
+ * attachment with full validation of the header, stale detection and replacement, and closing are
+ * written here once for every pattern.
+ */
+#ifndef SHMI_CHANNEL_H
+#define SHMI_CHANNEL_H
+
+#include "../platform/platform.h"
+#include "layout.h"
+#include "name.h"
+#include "registry.h"
+#include "ring.h"
+
+typedef struct shmi_geometry {
+    uint32_t pattern;
+    uint32_t num_slots;
+    uint32_t slot_size;
+    uint32_t max_peers;
+    uint32_t flags;
+} shmi_geometry_t;
+
+typedef struct shmi_channel {
+    shmi_segment_t seg;
+    shmi_header_t *header;
+    shmi_registry_t registry;
+    shmi_ring_t ring;
+    shmi_geometry_t geometry; /* validated copy: never re-read from the segment */
+    uint64_t session_id;
+    char os_name[SHMI_OS_NAME_CAP];
+} shmi_channel_t;
+
+/* Checks a geometry given by a caller (SHMC_EINVAL when out of range). */
+int shmi_geometry_check(const shmi_geometry_t *g);
+
+/* Creates the segment os_name for geometry g with file mode `mode` and initialises it.
+ * SHMC_EEXIST if the name exists. */
+int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *channel_name,
+                        const shmi_geometry_t *g, uint32_t mode);
+/* Maps an existing segment and validates everything in its header against the mapping.
+ * SHMC_ENOENT if absent; SHMC_EAGAIN if its creator has not finished initialising it. */
+int shmi_channel_attach(shmi_channel_t *ch, const char *os_name, uint32_t pattern, int readonly);
+/* Maps and validates like attach, retrying SHMC_EAGAIN for up to wait_ns. */
+int shmi_channel_attach_wait(shmi_channel_t *ch, const char *os_name, uint32_t pattern,
+                             int64_t wait_ns);
+void shmi_channel_detach(shmi_channel_t *ch);
+
+/* Validates a mapped header (exposed for the inspector and the fuzz harness). */
+int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern,
+                         shmi_geometry_t *out);
+
+/* Marks the channel closed if no live peer of `keeper_role` remains, and unlinks its name if the
+ * name still refers to this segment. Returns 1 if it closed it. */
+int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role);
+/* Claims the replacement of a stale channel (state -> REPLACED) and unlinks its name. 1 if ours. */
+int shmi_channel_claim_replacement(shmi_channel_t *ch);
+
+#endif

@@ -1,0 +1,5 @@
+"""python -m shmcomm: see shmcomm.cli."""
+
+from .cli import main
+
+raise SystemExit(main())

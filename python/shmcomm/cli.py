@@ -1,0 +1,103 @@
+"""The command line: ``python -m shmcomm {demo,ls,inspect,clean,version}`` (also ``shmcomm``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from . import __version__, library_version
+from .segments import clean, list_segments, os_name, segment_info
+
+
+def _print_table(rows: List[List[str]], header: List[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    infos = list_segments()
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print("no shmcomm channels on this machine")
+        return 0
+    rows = []
+    for i in infos:
+        state = "unreadable: " + i.error if i.error else ("stale" if i.stale else "live")
+        rows.append([i.channel or "?", i.pattern, state, str(i.creator_pid), str(i.publishers),
+                     str(i.subscribers), str(i.head), f"{i.num_slots}x{i.slot_size}", str(i)])
+    _print_table(rows, ["CHANNEL", "PATTERN", "STATE", "CREATOR", "PUBS", "SUBS", "MESSAGES",
+                        "SLOTS", "OS NAME"])
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    name = args.name if args.name.startswith("shmcomm_") else os_name(args.name)
+    info = segment_info(name)
+    if info.error == "no such channel":
+        print(f"no channel {args.name!r} (looked for segment {name})", file=sys.stderr)
+        return 1
+    data = info.as_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    removed = clean(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for info in removed:
+        print(f"{verb} {info} (channel {info.channel or '?'}, creator pid {info.creator_pid})")
+    print(f"{verb} {len(removed)} stale segment(s); live channels are never touched")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(messages=args.messages, subscribers=args.subscribers)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"shmcomm {__version__} (libshm {library_version()})")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="shmcomm", description="shared-memory IPC: tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="a publisher and subscribers in separate processes, measured")
+    p.add_argument("--messages", type=int, default=200_000, help="messages in the throughput phase")
+    p.add_argument("--subscribers", type=int, default=2, help="subscriber processes")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ls", help="list every shmcomm channel on this machine")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("inspect", help="show one channel in depth")
+    p.add_argument("name", help="channel name (robot/pose) or OS name (shmcomm_pub_robot+2fpose)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("clean", help="remove stale channels (whose publishers are all dead)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("version", help="print the package and library versions")
+    p.set_defaults(func=cmd_version)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

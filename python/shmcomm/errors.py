@@ -1,0 +1,67 @@
+"""The exceptions of shmcomm. Every one is an :class:`SHMError`; the leaves also inherit the matching
+builtin, so ``except TimeoutError`` or ``except ValueError`` work as a Python user expects."""
+
+from __future__ import annotations
+
+
+class SHMError(Exception):
+    """Base class of every shmcomm error. ``code`` is the libshm error code (negative) or 0."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SHMConnectionError(SHMError, ConnectionError):
+    """A segment cannot be created or attached (missing, foreign, incompatible, no permission)."""
+
+
+class SHMTimeoutError(SHMError, TimeoutError):
+    """A blocking operation exceeded its timeout."""
+
+
+class SHMBufferFullError(SHMError, BlockingIOError):
+    """A non-blocking send found no room (lossless channels and work queues)."""
+
+
+class SHMSerializationError(SHMError, ValueError):
+    """An object could not be serialized, or received bytes could not be deserialized."""
+
+
+class SHMNameError(SHMError, ValueError):
+    """A channel name is invalid (empty, too long, control characters, '.' or '..' components)."""
+
+
+class SHMMessageSizeError(SHMError, ValueError):
+    """A message is larger than the channel's slot_size."""
+
+
+class SHMClosedError(SHMError, ValueError):
+    """The endpoint was closed (like an operation on a closed file)."""
+
+
+class SHMPermissionError(SHMConnectionError, PermissionError):
+    """The OS refused access to the segment (it belongs to another user)."""
+
+
+class SHMNoSpaceError(SHMConnectionError):
+    """The shared-memory filesystem (/dev/shm) has no room for the segment."""
+
+
+class SHMStaleViewError(SHMError):
+    """A zero-copy view was overwritten by the publisher while it was in use."""
+
+
+__all__ = [
+    "SHMError",
+    "SHMConnectionError",
+    "SHMTimeoutError",
+    "SHMBufferFullError",
+    "SHMSerializationError",
+    "SHMNameError",
+    "SHMMessageSizeError",
+    "SHMClosedError",
+    "SHMPermissionError",
+    "SHMNoSpaceError",
+    "SHMStaleViewError",
+]
