@@ -163,6 +163,11 @@ SHMC_API int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shm
 SHMC_API int shmc_pub_send(shmc_pub_t *pub, const void *data, size_t len, int64_t timeout_ns);
 /* shmc_pub_send without waiting, in three arguments: the FFI fast path (each FFI argument costs). */
 SHMC_API int shmc_pub_try_send(shmc_pub_t *pub, const void *data, size_t len);
+/* Publishes count messages in one call: message i is lens[i] bytes, packed back to back in data.
+ * *sent receives how many were published (all of them on success); each waits as shmc_pub_send,
+ * all within one timeout_ns. */
+SHMC_API int shmc_pub_send_many(shmc_pub_t *pub, const void *data, const uint64_t *lens, size_t count,
+                                size_t *sent, int64_t timeout_ns);
 /* Zero-copy send: *buf receives a writable pointer into the next slot, *cap its capacity. Fill it,
  * then shmc_pub_commit(len) publishes it. Subscribers cannot see the slot until commit. Waits as send. */
 SHMC_API int shmc_pub_loan(shmc_pub_t *pub, void **buf, size_t *cap, int64_t timeout_ns);

@@ -63,7 +63,7 @@ int shmc_segment_info(const char *os_name, shmc_segment_info_t *info)
     info->state = atomic_load_explicit(&h->state, memory_order_acquire);
     info->publishers = shmi_registry_count(&ch.registry, SHMI_ROLE_WRITER);
     info->subscribers = shmi_registry_count(&ch.registry, SHMI_ROLE_READER);
-    info->stale = info->publishers == 0;
+    info->stale = shmi_channel_is_stale(&ch, SHMI_ROLE_WRITER);
     /* The name in the segment is untrusted: copy at most its buffer and terminate it. */
     size_t n = strnlen(h->channel, sizeof h->channel - 1);
     memcpy(info->channel, h->channel, n);

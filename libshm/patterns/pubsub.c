@@ -113,6 +113,40 @@ static int join_as_publisher(shmc_pub_t *pub)
     return 0;
 }
 
+/* One attempt to create or join the channel: 0 once joined, SHMC_EAGAIN to try again. */
+static int pub_try_open(shmc_pub_t *pub, const char *os_name, const char *name,
+                        const shmi_geometry_t *g, uint32_t mode)
+{
+    int rc = shmi_channel_create(&pub->ch, os_name, name, g, mode);
+    if (rc == SHMC_EEXIST) {
+        rc = shmi_channel_attach_wait(&pub->ch, os_name, SHMC_PATTERN_PUBSUB, 2000000000ll);
+        if (rc == SHMC_ENOENT) return SHMC_EAGAIN; /* removed meanwhile: create it */
+        if (rc == SHMC_EAGAIN) {
+            /* Its creator did not finish initialising it in 2 s: it died while creating. */
+            shmi_seg_unlink(os_name);
+            return SHMC_EAGAIN;
+        }
+        if (rc) return rc;
+        if (shmi_channel_is_stale(&pub->ch, SHMI_ROLE_WRITER)) {
+            /* Every publisher is dead, or the channel is closing: replace it with a new generation. */
+            shmi_channel_claim_replacement(&pub->ch);
+            shmi_channel_detach(&pub->ch);
+            return SHMC_EAGAIN;
+        }
+        const shmi_geometry_t *have = &pub->ch.geometry;
+        if (have->num_slots != g->num_slots || have->slot_size != g->slot_size ||
+            have->flags != g->flags || have->max_peers != g->max_peers) {
+            shmi_channel_detach(&pub->ch);
+            return SHMC_EMISMATCH;
+        }
+    } else if (rc) {
+        return rc;
+    }
+    rc = join_as_publisher(pub);
+    if (rc) shmi_channel_detach(&pub->ch);
+    return rc;
+}
+
 int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t **out)
 {
     if (!out) return SHMC_EINVAL;
@@ -136,46 +170,16 @@ int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t *
 
     shmc_pub_t *pub = calloc(1, sizeof *pub);
     if (!pub) return SHMC_ENOMEM;
-    for (int attempt = 0; attempt < 50; attempt++) {
-        rc = shmi_channel_create(&pub->ch, os_name, name, &g, mode_for(o.flags));
-        if (rc == 0) {
-            rc = join_as_publisher(pub);
-            if (rc == 0) break;
-            shmi_channel_detach(&pub->ch);
-            if (rc != SHMC_EAGAIN) break;
-            continue;
-        }
-        if (rc != SHMC_EEXIST) break;
-        rc = shmi_channel_attach_wait(&pub->ch, os_name, SHMC_PATTERN_PUBSUB, 2000000000ll);
-        if (rc == SHMC_ENOENT) continue;
-        if (rc == SHMC_EAGAIN) {
-            /* Its creator never finished initialising it in 2 s: it died while creating. */
-            shmi_seg_unlink(os_name);
-            continue;
-        }
-        if (rc) break;
-        uint32_t state = atomic_load_explicit(&pub->ch.header->state, memory_order_acquire);
-        if (shmi_registry_count(&pub->ch.registry, SHMI_ROLE_WRITER) == 0 || state != SHMI_STATE_READY) {
-            /* Stale (every publisher dead) or closing: replace it with a new generation. */
-            shmi_channel_claim_replacement(&pub->ch);
-            shmi_channel_detach(&pub->ch);
-            continue;
-        }
-        const shmi_geometry_t *have = &pub->ch.geometry;
-        if (have->num_slots != g.num_slots || have->slot_size != g.slot_size ||
-            have->flags != g.flags || have->max_peers != g.max_peers) {
-            shmi_channel_detach(&pub->ch);
-            rc = SHMC_EMISMATCH;
-            break;
-        }
-        rc = join_as_publisher(pub);
-        if (rc == 0) break;
-        shmi_channel_detach(&pub->ch);
-        if (rc != SHMC_EAGAIN) break;
+    /* Retry while another process is creating, closing or replacing the channel; 5 s at most. */
+    uint64_t deadline = shmi_now_ns() + 5000000000ull;
+    while ((rc = pub_try_open(pub, os_name, name, &g, mode_for(o.flags))) == SHMC_EAGAIN &&
+           shmi_now_ns() < deadline) {
+        _Atomic uint32_t never = 0;
+        shmi_futex_wait(&never, 0, 1000000);
     }
     if (rc) {
         free(pub);
-        return rc == SHMC_EAGAIN ? SHMC_EOS : rc;
+        return rc == SHMC_EAGAIN ? SHMC_ETIMEDOUT : rc;
     }
     pub->lossless = (g.flags & SHMC_LOSSLESS) != 0;
     pub->cached_min = UINT64_MAX;
@@ -238,6 +242,29 @@ int shmc_pub_send(shmc_pub_t *pub, const void *data, size_t len, int64_t timeout
     uint64_t pos = pub->claimed_pos;
     if (len) memcpy(shmi_ring_payload(&pub->ch.ring, pos), data, len);
     pub_done(pub, pos, (uint32_t)len);
+    return 0;
+}
+
+int shmc_pub_send_many(shmc_pub_t *pub, const void *data, const uint64_t *lens, size_t count,
+                       size_t *sent, int64_t timeout_ns)
+{
+    if (!pub || !sent || (count && (!data || !lens))) return SHMC_EINVAL;
+    *sent = 0;
+    for (size_t i = 0; i < count; i++)
+        if (lens[i] > pub->ch.geometry.slot_size) return SHMC_EMSGSIZE;
+    uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
+    const unsigned char *next = data;
+    for (size_t i = 0; i < count; i++) {
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0) {
+            uint64_t now = shmi_now_ns();
+            left = now < deadline ? (int64_t)(deadline - now) : 0;
+        }
+        int rc = shmc_pub_send(pub, next, (size_t)lens[i], left);
+        if (rc) return rc;
+        next += lens[i];
+        *sent = i + 1;
+    }
     return 0;
 }
 
@@ -656,7 +683,7 @@ int shmc_sub_stats(shmc_sub_t *sub, shmc_stats_t *s)
 int shmc_sub_publisher_alive(shmc_sub_t *sub)
 {
     if (!sub) return 0;
-    sub_follow_restart(sub);
+    if (!sub->loaned) sub_follow_restart(sub);
     return shmi_registry_count(&sub->ch.registry, SHMI_ROLE_WRITER) > 0;
 }
 

@@ -164,6 +164,14 @@ int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role)
     return 1;
 }
 
+int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role)
+{
+    shmi_header_t *h = ch->header;
+    if (atomic_load_explicit(&h->state, memory_order_acquire) != SHMI_STATE_READY) return 1;
+    if (shmi_registry_count(&ch->registry, keeper_role) > 0) return 0;
+    return !shmi_process_alive(h->creator_pid, h->creator_start_time);
+}
+
 int shmi_channel_claim_replacement(shmi_channel_t *ch)
 {
     shmi_header_t *h = ch->header;

@@ -4,7 +4,8 @@ publisher never blocks; with ``lossless=True`` publishers wait for the slowest l
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from array import array
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from . import _binding as b
 from ._endpoint import Endpoint, check_int, check_name, timeout_to_ns
@@ -205,6 +206,32 @@ class Publisher(Endpoint):
         if rc:
             self._send_failed(rc, size, timeout)
         return True
+
+    def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = False,
+                        timeout: Optional[float] = None) -> int:
+        """Publishes a batch of bytes-like messages in one C call (the fast path for throughput).
+        Returns how many were published: all of them, unless a lossless channel filled up (then
+        SHMBufferFullError / SHMTimeoutError is raised with ``.sent`` set)."""
+        try:
+            lengths = array("Q", map(len, payloads))
+            data = b"".join(payloads)
+        except TypeError:
+            raise TypeError("send_many_bytes needs a sequence of bytes-like objects") from None
+        count = len(lengths)
+        if count == 0:
+            return 0
+        lens = ffi.from_buffer("uint64_t[]", lengths)
+        sent = ffi.new("size_t *")
+        send_many = lib.shmc_pub_send_many
+        ns = timeout_to_ns(timeout) if block else 0
+        rc = self._call_waiting(lambda h, t: send_many(h, data, lens, count, sent, t), ns)
+        if rc:
+            try:
+                self._send_failed(rc, max(lengths), timeout)
+            except SHMError as exc:
+                exc.sent = int(sent[0])  # type: ignore[attr-defined]
+                raise
+        return count
 
     def _send_waiting(self, buf: Any, size: int, timeout: Optional[float]) -> int:
         send = self._send
