@@ -175,6 +175,9 @@ SHMC_API int shmc_pub_commit(shmc_pub_t *pub, size_t len);
 /* Gives a loaned slot back unpublished; subscribers count its position as dropped. */
 SHMC_API int shmc_pub_cancel(shmc_pub_t *pub);
 SHMC_API int shmc_pub_stats(shmc_pub_t *pub, shmc_stats_t *stats);
+/* Leaves the channel like close (an open loan is cancelled) but keeps the segment mapped, so buffers
+ * handed out by shmc_pub_loan stay valid memory; every later call but close returns SHMC_ECLOSED. */
+SHMC_API int shmc_pub_detach(shmc_pub_t *pub);
 /* Leaves the channel; the last live publisher to leave marks it closed and unlinks it. */
 SHMC_API int shmc_pub_close(shmc_pub_t *pub);
 
@@ -207,6 +210,9 @@ SHMC_API int shmc_sub_release(shmc_sub_t *sub);
 SHMC_API int shmc_sub_stats(shmc_sub_t *sub, shmc_stats_t *stats);
 /* 1 if at least one publisher of the channel is alive, else 0. */
 SHMC_API int shmc_sub_publisher_alive(shmc_sub_t *sub);
+/* Leaves the channel (publishers no longer wait for this subscriber) but keeps the segment mapped,
+ * so views handed out earlier stay readable; every later call but close returns SHMC_ECLOSED. */
+SHMC_API int shmc_sub_detach(shmc_sub_t *sub);
 SHMC_API int shmc_sub_close(shmc_sub_t *sub);
 
 /* SHMC_CDEF_END */

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REAP_EVERY_MAINTAINS 10 /* full registry reap every 100 ms of waiting */
+#define SLOW_CHECK_NS 100000000ull /* reaping and restart checks: at most every 100 ms */
+#define SUB_MOVED 1 /* sub_maintain followed a restart: wait again on the new channel */
+#define IDLE_POLLS_PER_CHECK 256   /* a caller that never waits looks at the clock this often */
 #define PUB_SPIN_NS 20000       /* a lossless publisher spins this long for room before sleeping */
 
 struct shmc_pub {
@@ -22,10 +24,12 @@ struct shmc_pub {
     uint64_t cached_min; /* lossless: slowest subscriber cursor at the last scan */
     uint64_t sent;
     uint64_t blocker;    /* slot word of an earlier writer we wait behind, 0 if none */
-    uint32_t maintains;
+    uint64_t next_slow_check; /* shmi_now_ns() of the next reap */
+    uint32_t idle_polls;
     int loaned;
     uint64_t loan_pos;
     uint64_t claimed_pos; /* result of the last successful claim */
+    int detached;         /* left the channel; the mapping stays until close */
 };
 
 struct shmc_sub {
@@ -36,10 +40,11 @@ struct shmc_sub {
     uint64_t cursor;
     uint64_t received, dropped, skipped, reconnects;
     uint64_t blocker;     /* slot word of a writer filling our next message, 0 if none */
-    uint32_t maintains;
+    uint64_t next_slow_check; /* shmi_now_ns() of the next restart check */
     uint32_t idle_polls;
     int loaned;
     uint64_t loan_pos, loan_word;
+    int detached;           /* left the registry; the mapping stays until close */
     unsigned char *own_buf; /* the buffer of shmc_sub_next */
     size_t own_cap;
     /* arguments of the receive in progress */
@@ -209,19 +214,25 @@ static int pub_maintain(void *ctx)
     shmi_channel_t *ch = &pub->ch;
     shmi_registry_heartbeat(&ch->registry, pub->index);
     abandon_if_dead(ch, pub->blocker);
-    if (++pub->maintains % REAP_EVERY_MAINTAINS == 1) {
-        shmi_registry_reap(&ch->registry, abandon_owner, ch);
-        pub->cached_min = UINT64_MAX; /* a reaped subscriber no longer holds us back */
+    uint64_t now = shmi_now_ns();
+    if (now >= pub->next_slow_check) {
+        pub->next_slow_check = now + SLOW_CHECK_NS;
+        if (shmi_registry_reap(&ch->registry, abandon_owner, ch))
+            pub->cached_min = UINT64_MAX; /* a reaped subscriber no longer holds us back */
     }
     return 0;
 }
 
 static int pub_claim(shmc_pub_t *pub, int64_t timeout_ns)
 {
+    if (pub->detached) return SHMC_ECLOSED;
     if (pub->loaned) return SHMC_EINVAL;
     int rc = shmi_wait(&pub->ch.ring.ctrl->space, pub_try_claim, pub_maintain, pub, timeout_ns,
                        PUB_SPIN_NS);
-    return rc == SHMC_ETIMEDOUT && timeout_ns == 0 ? SHMC_EAGAIN : rc;
+    /* A publisher that never waits must still reap the dead subscribers that hold it back. */
+    if (rc == SHMC_EAGAIN && timeout_ns == 0 && ++pub->idle_polls % IDLE_POLLS_PER_CHECK == 0)
+        pub_maintain(pub);
+    return rc;
 }
 
 static void pub_done(shmc_pub_t *pub, uint64_t pos, uint32_t len)
@@ -288,6 +299,7 @@ int shmc_pub_loan(shmc_pub_t *pub, void **buf, size_t *cap, int64_t timeout_ns)
 int shmc_pub_commit(shmc_pub_t *pub, size_t len)
 {
     if (!pub || !pub->loaned) return SHMC_EINVAL;
+    if (pub->detached) return SHMC_ECLOSED;
     if (len > pub->ch.geometry.slot_size) return SHMC_EMSGSIZE;
     pub->loaned = 0;
     pub_done(pub, pub->loan_pos, (uint32_t)len);
@@ -310,6 +322,7 @@ int shmc_pub_cancel(shmc_pub_t *pub)
 int shmc_pub_stats(shmc_pub_t *pub, shmc_stats_t *s)
 {
     if (!pub || !s || s->size < sizeof *s) return SHMC_EINVAL;
+    if (pub->detached) return SHMC_ECLOSED;
     shmi_channel_t *ch = &pub->ch;
     memset(s, 0, sizeof *s);
     s->size = sizeof *s;
@@ -324,14 +337,22 @@ int shmc_pub_stats(shmc_pub_t *pub, shmc_stats_t *s)
     return 0;
 }
 
+int shmc_pub_detach(shmc_pub_t *pub)
+{
+    if (!pub) return SHMC_EINVAL;
+    if (pub->detached) return 0;
+    pub->detached = 1;
+    if (pub->loaned) pub_abandon_loan(pub);
+    shmi_registry_leave(&pub->ch.registry, pub->index);
+    shmi_channel_close_if_last(&pub->ch, SHMI_ROLE_WRITER);
+    return 0;
+}
+
 int shmc_pub_close(shmc_pub_t *pub)
 {
     if (!pub) return 0;
-    shmi_channel_t *ch = &pub->ch;
-    if (pub->loaned) pub_abandon_loan(pub);
-    shmi_registry_leave(&ch->registry, pub->index);
-    shmi_channel_close_if_last(ch, SHMI_ROLE_WRITER);
-    shmi_channel_detach(ch);
+    shmc_pub_detach(pub);
+    shmi_channel_detach(&pub->ch);
     free(pub);
     return 0;
 }
@@ -431,19 +452,20 @@ int shmc_sub_open(const char *name, const shmc_sub_options_t *opts, shmc_sub_t *
 }
 
 /* Follows a restarted publisher: if our segment was closed or replaced and the name now holds a new
- * generation, move to it and read it from its first message. */
-static void sub_follow_restart(shmc_sub_t *sub)
+ * generation, move to it and read it from its first message. Returns 1 if it moved (the old
+ * mapping is gone), else 0. */
+static int sub_follow_restart(shmc_sub_t *sub)
 {
     shmi_channel_t *ch = &sub->ch;
     uint32_t state = atomic_load_explicit(&ch->header->state, memory_order_acquire);
-    if (state == SHMI_STATE_READY && shmi_registry_count(&ch->registry, SHMI_ROLE_WRITER) > 0) return;
-    if (shmi_seg_is_current(&ch->seg, ch->os_name)) return;
+    if (state == SHMI_STATE_READY && shmi_registry_count(&ch->registry, SHMI_ROLE_WRITER) > 0) return 0;
+    if (shmi_seg_is_current(&ch->seg, ch->os_name)) return 0;
     shmi_channel_t fresh;
-    if (shmi_channel_attach(&fresh, ch->os_name, SHMC_PATTERN_PUBSUB, 0) != 0) return;
+    if (shmi_channel_attach(&fresh, ch->os_name, SHMC_PATTERN_PUBSUB, 0) != 0) return 0;
     if (fresh.session_id == ch->session_id ||
         atomic_load_explicit(&fresh.header->state, memory_order_acquire) != SHMI_STATE_READY) {
         shmi_channel_detach(&fresh);
-        return;
+        return 0;
     }
     shmi_channel_t old = sub->ch;
     uint32_t old_index = sub->index;
@@ -452,12 +474,13 @@ static void sub_follow_restart(shmc_sub_t *sub)
         shmi_channel_detach(&sub->ch);
         sub->ch = old;
         sub->index = old_index;
-        return;
+        return 0;
     }
     shmi_registry_leave(&old.registry, old_index);
     shmi_channel_detach(&old);
     sub->reconnects++;
     sub->blocker = 0;
+    return 1;
 }
 
 static int sub_maintain(void *ctx)
@@ -465,7 +488,13 @@ static int sub_maintain(void *ctx)
     shmc_sub_t *sub = ctx;
     shmi_registry_heartbeat(&sub->ch.registry, sub->index);
     abandon_if_dead(&sub->ch, sub->blocker);
-    if (!sub->loaned && ++sub->maintains % REAP_EVERY_MAINTAINS == 1) sub_follow_restart(sub);
+    uint64_t now = shmi_now_ns();
+    if (!sub->loaned && now >= sub->next_slow_check) {
+        sub->next_slow_check = now + SLOW_CHECK_NS;
+        /* The wait in progress sleeps on the old channel's wait word, which moving unmapped:
+         * end it here (shmi_wait returns at once) so that sub_wait waits again on the new one. */
+        if (sub_follow_restart(sub)) return SUB_MOVED;
+    }
     return 0;
 }
 
@@ -546,11 +575,20 @@ static int sub_try_latest(void *ctx)
 
 static int sub_wait(shmc_sub_t *sub, shmi_try_fn try_once, int64_t timeout_ns)
 {
+    if (sub->detached) return SHMC_ECLOSED;
     if (sub->loaned) return SHMC_EINVAL;
-    int rc = shmi_wait(&sub->ch.ring.ctrl->data, try_once, sub_maintain, sub, timeout_ns, sub->spin_ns);
+    const uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
+    int rc;
+    while ((rc = shmi_wait(&sub->ch.ring.ctrl->data, try_once, sub_maintain, sub, timeout_ns,
+                           sub->spin_ns)) == SUB_MOVED) {
+        if (timeout_ns > 0) { /* the rest of the time, on the new channel */
+            uint64_t now = shmi_now_ns();
+            timeout_ns = now < deadline ? (int64_t)(deadline - now) : 0;
+        }
+    }
     if (rc == SHMC_EAGAIN || rc == SHMC_ETIMEDOUT) {
         /* A subscriber that only polls still follows restarts and reaps dead writers. */
-        if ((++sub->idle_polls & 1023) == 0) sub_maintain(sub);
+        if (++sub->idle_polls % IDLE_POLLS_PER_CHECK == 0) sub_maintain(sub);
         if (timeout_ns == 0) rc = SHMC_EAGAIN;
     }
     return rc;
@@ -648,6 +686,7 @@ int shmc_sub_loan(shmc_sub_t *sub, const void **data, size_t *len, int64_t timeo
 int shmc_sub_release(shmc_sub_t *sub)
 {
     if (!sub || !sub->loaned) return SHMC_EINVAL;
+    if (sub->detached) return SHMC_ECLOSED;
     sub->loaned = 0;
     int intact = shmi_ring_unchanged(&sub->ch.ring, sub->loan_pos, sub->loan_word);
     if (intact) {
@@ -662,6 +701,7 @@ int shmc_sub_release(shmc_sub_t *sub)
 int shmc_sub_stats(shmc_sub_t *sub, shmc_stats_t *s)
 {
     if (!sub || !s || s->size < sizeof *s) return SHMC_EINVAL;
+    if (sub->detached) return SHMC_ECLOSED;
     shmi_channel_t *ch = &sub->ch;
     memset(s, 0, sizeof *s);
     s->size = sizeof *s;
@@ -682,17 +722,26 @@ int shmc_sub_stats(shmc_sub_t *sub, shmc_stats_t *s)
 
 int shmc_sub_publisher_alive(shmc_sub_t *sub)
 {
-    if (!sub) return 0;
+    if (!sub || sub->detached) return 0;
     if (!sub->loaned) sub_follow_restart(sub);
     return shmi_registry_count(&sub->ch.registry, SHMI_ROLE_WRITER) > 0;
+}
+
+int shmc_sub_detach(shmc_sub_t *sub)
+{
+    if (!sub) return SHMC_EINVAL;
+    if (sub->detached) return 0;
+    sub->detached = 1;
+    shmi_registry_leave(&sub->ch.registry, sub->index);
+    /* Our cursor no longer holds lossless publishers back: let them re-check. */
+    shmi_waitword_wake(&sub->ch.ring.ctrl->space);
+    return 0;
 }
 
 int shmc_sub_close(shmc_sub_t *sub)
 {
     if (!sub) return 0;
-    shmi_registry_leave(&sub->ch.registry, sub->index);
-    /* Our cursor no longer holds lossless publishers back: let them re-check. */
-    shmi_waitword_wake(&sub->ch.ring.ctrl->space);
+    shmc_sub_detach(sub);
     shmi_channel_detach(&sub->ch);
     free(sub->own_buf);
     free(sub);

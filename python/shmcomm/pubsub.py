@@ -4,6 +4,7 @@ publisher never blocks; with ``lossless=True`` publishers wait for the slowest l
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -66,13 +67,17 @@ class PublisherLoan:
     def __init__(self, publisher: "Publisher", pointer: Any, nbytes: int) -> None:
         self._publisher = publisher
         self._nbytes = nbytes
-        self.data: Optional[memoryview] = memoryview(ffi.buffer(pointer, nbytes))
+        raw = ffi.buffer(pointer, nbytes)
+        self._raw: Any = raw
+        self.data: Optional[memoryview] = memoryview(raw)
+        publisher._exports.append(weakref.ref(raw))
 
     def numpy(self, dtype: Any = "uint8", shape: Any = None) -> Any:
         """A writable numpy array viewing the slot (no copy)."""
         import numpy as np
 
-        array = np.frombuffer(self._view(), dtype=dtype)
+        self._view()
+        array = np.frombuffer(self._raw, dtype=dtype)
         return array if shape is None else array.reshape(shape)
 
     def _view(self) -> memoryview:
@@ -81,12 +86,8 @@ class PublisherLoan:
         return self.data
 
     def _finish(self) -> Any:
-        view = self._view()
-        self.data = None
-        try:
-            view.release()
-        except BufferError:
-            pass  # a numpy array still refers to it; the slot is published either way
+        self._view()
+        self.data = self._raw = None
         return self._publisher._require()
 
     def commit(self, nbytes: Optional[int] = None) -> None:
@@ -125,6 +126,7 @@ class Publisher(Endpoint):
                  mode: int = 0o600) -> None:
         super().__init__(name)
         self._loan: Optional[PublisherLoan] = None
+        self._exports: List[Any] = []  # weak references to loan buffers arrays may still use
         raw_name = check_name(name)
         check_int(num_slots, "num_slots", 2, 1 << 24)
         check_int(slot_size, "slot_size", 1, 1 << 30)
@@ -145,7 +147,7 @@ class Publisher(Endpoint):
         if rc:
             self._open_failed(rc)
         self._handle = out[0]
-        self._close_fn = lib.shmc_pub_close
+        self._close_fn = self._close_handle
         self._send = lib.shmc_pub_send
         self._try_send = lib.shmc_pub_try_send
         logger.debug("publisher %r open (num_slots=%d slot_size=%d lossless=%s)", name, num_slots,
@@ -258,6 +260,8 @@ class Publisher(Endpoint):
         n = self.slot_size if nbytes is None else check_int(nbytes, "nbytes", 0, self.slot_size)
         if self._loan is not None:
             raise SHMError(f"{self.name!r} already has a loan open: commit or cancel it first", b.EINVAL)
+        if len(self._exports) > 64:
+            _prune(self._exports)
         pointer = ffi.new("void **")
         cap = ffi.new("size_t *")
         ns = timeout_to_ns(timeout) if block else 0
@@ -268,12 +272,12 @@ class Publisher(Endpoint):
         return self._loan
 
     def _before_close(self) -> None:
-        if self._loan is not None and self._loan.data is not None:
-            try:
-                self._loan.data.release()
-            except BufferError:
-                pass
-            self._loan.data = None
+        if self._loan is not None:
+            self._loan.data = self._loan._raw = None  # the C close cancels an open loan
+            self._loan = None
+
+    def _close_handle(self, handle: Any) -> None:
+        _close_mapping(handle, self._exports, lib.shmc_pub_detach, lib.shmc_pub_close, self.name)
 
     def stats(self) -> Dict[str, Any]:
         """Ring statistics: head/msg_count (messages published on the channel), sent (by this
@@ -303,8 +307,13 @@ class MessageView:
 
     def __init__(self, subscriber: "Subscriber", pointer: Any, nbytes: int) -> None:
         self._subscriber = subscriber
-        self.data: Optional[memoryview] = memoryview(ffi.buffer(pointer, nbytes)).toreadonly()
+        raw = ffi.buffer(pointer, nbytes)
+        self._raw: Any = raw
+        self.data: Optional[memoryview] = memoryview(raw).toreadonly()
         self.nbytes = nbytes
+        # Anything made from this view (memoryviews, numpy arrays) keeps `raw` alive: while the weak
+        # reference lives, the segment must stay mapped.
+        subscriber._exports.append(weakref.ref(raw))
 
     def __len__(self) -> int:
         return self.nbytes
@@ -322,19 +331,19 @@ class MessageView:
         """A read-only numpy array viewing the message (no copy), valid until release."""
         import numpy as np
 
-        array = np.frombuffer(self._view(), dtype=dtype)
+        self._view()
+        array = np.frombuffer(self._raw, dtype=dtype)
+        array.flags.writeable = False
         return array if shape is None else array.reshape(shape)
 
     def release(self) -> bool:
-        """Gives the slot back. True if the data stayed intact while it was viewed."""
-        if self.data is None:
+        """Gives the slot back. True if the data stayed intact while it was viewed. numpy arrays made
+        from the view keep pointing into the channel: do not use them after release (the memory is
+        reused), though it stays mapped for as long as they live."""
+        view = self.data
+        if view is None:
             return True
-        try:
-            self.data.release()
-        except BufferError:
-            logger.warning("a numpy array or memoryview made from a MessageView of %r outlives it; "
-                           "it now refers to memory the channel reuses", self._subscriber.name)
-        self.data = None
+        self.data = self._raw = None
         sub = self._subscriber
         sub._view = None
         handle = sub._handle
@@ -357,6 +366,38 @@ class MessageView:
                 "may be torn. Use Publisher(lossless=True), or copy it out with recv_bytes()", b.ESTALE)
 
 
+def _prune(exports: List[Any]) -> None:
+    """Drops the weak references whose views (and everything made from them) are gone."""
+    exports[:] = [ref for ref in exports if ref() is not None]
+
+
+# Subscribers closed while buffers made from their views were alive: detached from their channel,
+# still mapped, unmapped by _unmap_parked() once nothing refers to their memory any more.
+_parked: List[Any] = []
+
+
+def _unmap_parked() -> None:
+    for entry in list(_parked):
+        handle, exports, close = entry
+        _prune(exports)
+        if not exports:
+            _parked.remove(entry)
+            close(handle)
+
+
+def _close_mapping(handle: Any, exports: List[Any], detach: Any, close: Any, name: str) -> None:
+    """Closes an endpoint's handle; if buffers made from its loans or views are still alive, leaves the
+    channel now and unmaps the segment only once they are gone (never a dangling view)."""
+    _prune(exports)
+    if exports:
+        detach(handle)
+        _parked.append((handle, exports, close))
+        logger.debug("%r left its channel; its memory stays mapped while views of it live", name)
+    else:
+        close(handle)
+    _unmap_parked()
+
+
 class Subscriber(Endpoint):
     """Attaches to channel ``name``, waiting up to ``timeout_connect`` seconds for its Publisher.
 
@@ -368,6 +409,7 @@ class Subscriber(Endpoint):
                  spin_us: int = 50) -> None:
         super().__init__(name)
         self._view: Optional[MessageView] = None
+        self._exports: List[Any] = []  # weak references to view buffers arrays may still use
         raw_name = check_name(name)
         connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
         if connect_ns < 0:
@@ -382,7 +424,7 @@ class Subscriber(Endpoint):
         out = ffi.new("shmc_sub_t **")
         self._open(raw_name, opts, out, connect_ns)
         self._handle = out[0]
-        self._close_fn = lib.shmc_sub_close
+        self._close_fn = self._close_handle
         self._next = lib.shmc_sub_next
         self._next_latest = lib.shmc_sub_next_latest
         self._pending: Optional[bytes] = None  # a message recv_into could not fit, delivered next
@@ -532,6 +574,8 @@ class Subscriber(Endpoint):
         if self._view is not None:
             raise SHMError(f"{self.name!r} has a MessageView open: release it before receiving again",
                            b.EINVAL)
+        if len(self._exports) > 64:
+            _prune(self._exports)
         pointer = ffi.new("const void **")
         lenp = ffi.new("size_t *")
         rc = self._call_waiting(lambda h, t: lib.shmc_sub_loan(h, pointer, lenp, t), timeout_to_ns(timeout))
@@ -541,14 +585,12 @@ class Subscriber(Endpoint):
         return self._view
 
     def _before_close(self) -> None:
-        view = self._view
-        if view is not None and view.data is not None:
-            try:
-                view.data.release()
-            except BufferError:
-                logger.warning("a view into %r outlives its Subscriber", self.name)
-            view.data = None
-        self._view = None
+        if self._view is not None:
+            self._view.data = self._view._raw = None
+            self._view = None
+
+    def _close_handle(self, handle: Any) -> None:
+        _close_mapping(handle, self._exports, lib.shmc_sub_detach, lib.shmc_sub_close, self.name)
 
     @property
     def publisher_alive(self) -> bool:
