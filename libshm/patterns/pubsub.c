@@ -134,7 +134,7 @@ static int pub_try_open(shmc_pub_t *pub, const char *os_name, const char *name,
         if (rc) return rc;
         if (shmi_channel_is_stale(&pub->ch, SHMI_ROLE_WRITER)) {
             /* Every publisher is dead, or the channel is closing: replace it with a new generation. */
-            shmi_channel_claim_replacement(&pub->ch);
+            shmi_channel_claim_replacement(&pub->ch, SHMI_ROLE_WRITER);
             shmi_channel_detach(&pub->ch);
             return SHMC_EAGAIN;
         }
@@ -578,14 +578,16 @@ static int sub_wait(shmc_sub_t *sub, shmi_try_fn try_once, int64_t timeout_ns)
     if (sub->detached) return SHMC_ECLOSED;
     if (sub->loaned) return SHMC_EINVAL;
     const uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
+    int64_t left = timeout_ns;
     int rc;
-    while ((rc = shmi_wait(&sub->ch.ring.ctrl->data, try_once, sub_maintain, sub, timeout_ns,
+    while ((rc = shmi_wait(&sub->ch.ring.ctrl->data, try_once, sub_maintain, sub, left,
                            sub->spin_ns)) == SUB_MOVED) {
         if (timeout_ns > 0) { /* the rest of the time, on the new channel */
             uint64_t now = shmi_now_ns();
-            timeout_ns = now < deadline ? (int64_t)(deadline - now) : 0;
+            left = now < deadline ? (int64_t)(deadline - now) : 0;
         }
     }
+    if (rc == SHMC_EAGAIN && timeout_ns != 0) rc = SHMC_ETIMEDOUT; /* the time ran out on a move */
     if (rc == SHMC_EAGAIN || rc == SHMC_ETIMEDOUT) {
         /* A subscriber that only polls still follows restarts and reaps dead writers. */
         if (++sub->idle_polls % IDLE_POLLS_PER_CHECK == 0) sub_maintain(sub);

@@ -172,7 +172,7 @@ int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role)
     return !shmi_process_alive(h->creator_pid, h->creator_start_time);
 }
 
-int shmi_channel_claim_replacement(shmi_channel_t *ch)
+int shmi_channel_claim_replacement(shmi_channel_t *ch, uint32_t keeper_role)
 {
     shmi_header_t *h = ch->header;
     uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
@@ -180,6 +180,14 @@ int shmi_channel_claim_replacement(shmi_channel_t *ch)
     if (!atomic_compare_exchange_strong_explicit(&h->state, &state, SHMI_STATE_REPLACED,
                                                  memory_order_seq_cst, memory_order_relaxed))
         return 0;
+    /* As in close: a keeper that joined just before our CAS saw READY and stays. Count again and
+     * give the channel back to it (joiners re-check the state after joining). */
+    if (state == SHMI_STATE_READY && shmi_registry_count(&ch->registry, keeper_role) > 0) {
+        uint32_t replaced = SHMI_STATE_REPLACED;
+        atomic_compare_exchange_strong_explicit(&h->state, &replaced, SHMI_STATE_READY,
+                                                memory_order_seq_cst, memory_order_relaxed);
+        return 0;
+    }
     if (shmi_seg_is_current(&ch->seg, ch->os_name)) shmi_seg_unlink(ch->os_name);
     shmi_waitword_wake(&ch->ring.ctrl->data);
     shmi_waitword_wake(&ch->ring.ctrl->space);

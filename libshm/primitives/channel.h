@@ -55,7 +55,8 @@ int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role);
 /* 1 if nothing keeps the channel alive: it is closed or replaced, or no live peer of keeper_role is
  * registered and its creator is dead (a live creator may be between creating and joining). */
 int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role);
-/* Claims the replacement of a stale channel (state -> REPLACED) and unlinks its name. 1 if ours. */
-int shmi_channel_claim_replacement(shmi_channel_t *ch);
+/* Claims the replacement of a stale channel (state -> REPLACED) and unlinks its name; gives it back
+ * if a live keeper joined meanwhile. 1 if ours. */
+int shmi_channel_claim_replacement(shmi_channel_t *ch, uint32_t keeper_role);
 
 #endif

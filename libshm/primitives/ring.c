@@ -92,6 +92,12 @@ void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len)
     /* Release: the payload and len are visible to any reader that sees the complete word. */
     atomic_store_explicit(&slot->seq, shmi_word_complete(pos, 0), memory_order_release);
     shmi_waitword_wake(&ring->ctrl->data);
+    /* A writer lapping this slot sleeps on `space` until we complete it, and in overwrite mode no
+     * reader ever wakes that word: without this it would sleep out a whole maintenance slice.
+     * The seq_cst fence in the wake above already orders our store before this load (the
+     * sleeper's side is in shmi_wait), so the common case costs one relaxed load. */
+    if (atomic_load_explicit(&ring->ctrl->space.sleepers, memory_order_relaxed) != 0)
+        shmi_waitword_wake(&ring->ctrl->space);
 }
 
 int shmi_ring_abandon(shmi_ring_t *ring, uint64_t pos, uint64_t claimed)

@@ -1,0 +1,388 @@
+/* The slot ring under concurrency, in one process: writer and reader threads on one channel.
+ *   (a) 1 writer, 3 broadcast readers, overwrite mode: in order, never torn, received + dropped
+ *       == published.
+ *   (b) 3 writers, 2 readers, overwrite mode: each writer's messages in order, never torn.
+ *   (c) lossless mode, 2 writers (send and loan/commit), 2 readers (recv and loan/release): every
+ *       message received exactly once by each reader, none dropped.
+ *   (d) a claimant that never publishes: its slot is abandoned, skipped and counted as dropped by
+ *       readers, and reused by later writers (the ring alone, then through the public API).
+ * Payloads are copies of one 64-bit tag (writer id and sequence number) in every word, so a torn
+ * copy is visible in any word; lengths vary with the sequence number, so a length that belongs to
+ * another message is visible too.
+ * Message counts shrink under ThreadSanitizer, or by the factor in SHMC_TEST_SCALE_DOWN. */
+#include "check.h"
+#include "primitives/channel.h"
+#include "primitives/ring.h"
+#include "shmcomm.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define SECOND 1000000000ll
+#define SLOT_SIZE 256
+#define WORDS_MAX (SLOT_SIZE / 8)
+
+static uint64_t scale_down = 1;
+
+static uint64_t scaled(uint64_t n)
+{
+    n /= scale_down;
+    return n < 1000 ? 1000 : n;
+}
+
+static uint64_t make_tag(uint32_t writer, uint64_t seq) { return ((uint64_t)writer << 56) | seq; }
+static uint32_t tag_writer(uint64_t tag) { return (uint32_t)(tag >> 56); }
+static uint64_t tag_seq(uint64_t tag) { return tag & ((1ull << 56) - 1); }
+static size_t bytes_for(uint64_t seq) { return 8 * (1 + seq % WORDS_MAX); }
+/* Published once every writer is done: readers of an overwrite ring stop at it. */
+#define END_TAG (((uint64_t)0xEE << 56) | 0)
+
+static void fill(void *buf, uint64_t tag)
+{
+    uint64_t *w = buf;
+    size_t words = bytes_for(tag_seq(tag)) / 8;
+    for (size_t i = 0; i < words; i++) w[i] = tag;
+}
+
+/* The tag of an intact message; exits the test if the message is torn or has a foreign length. */
+static uint64_t check_intact(const void *buf, size_t len)
+{
+    const uint64_t *w = buf;
+    CHECK(len >= 8 && len <= SLOT_SIZE && len % 8 == 0);
+    uint64_t tag = w[0];
+    for (size_t i = 1; i < len / 8; i++) {
+        if (w[i] != tag) {
+            fprintf(stderr, "torn message: word 0 = %#llx, word %zu = %#llx\n",
+                    (unsigned long long)tag, i, (unsigned long long)w[i]);
+            CHECK(w[i] == tag);
+        }
+    }
+    CHECK(len == bytes_for(tag_seq(tag)));
+    return tag;
+}
+
+static shmc_pub_t *open_pub(const char *name, uint32_t slots, uint32_t flags)
+{
+    shmc_pub_options_t o;
+    shmc_pub_options_init(&o);
+    o.num_slots = slots;
+    o.slot_size = SLOT_SIZE;
+    o.flags = flags;
+    shmc_pub_t *pub = NULL;
+    CHECK_OK(shmc_pub_open(name, &o, &pub));
+    return pub;
+}
+
+static shmc_sub_t *open_sub(const char *name)
+{
+    shmc_sub_options_t o;
+    shmc_sub_options_init(&o);
+    o.connect_timeout_ns = 0; /* the publisher exists already */
+    shmc_sub_t *sub = NULL;
+    CHECK_OK(shmc_sub_open(name, &o, &sub));
+    return sub;
+}
+
+static shmc_stats_t sub_stats(shmc_sub_t *sub)
+{
+    shmc_stats_t s;
+    s.size = sizeof s;
+    CHECK_OK(shmc_sub_stats(sub, &s));
+    return s;
+}
+
+/* ------------------------------------------------------------------ threads */
+
+#define MAX_WRITERS 3
+
+typedef struct writer {
+    pthread_t thread;
+    shmc_pub_t *pub;
+    uint32_t id;
+    uint64_t count;
+    int use_loan;
+} writer_t;
+
+typedef struct reader {
+    pthread_t thread;
+    shmc_sub_t *sub;
+    uint32_t writers;   /* writer ids are 0 .. writers-1 */
+    uint64_t per_writer; /* messages each writer sends */
+    int lossless;       /* every message must arrive, in order, none dropped */
+    int use_loan;
+    uint64_t received;
+    uint64_t got[MAX_WRITERS];
+} reader_t;
+
+static void *writer_main(void *arg)
+{
+    writer_t *w = arg;
+    unsigned char buf[SLOT_SIZE];
+    for (uint64_t seq = 0; seq < w->count; seq++) {
+        uint64_t tag = make_tag(w->id, seq);
+        if (w->use_loan) {
+            void *slot;
+            size_t cap;
+            CHECK_OK(shmc_pub_loan(w->pub, &slot, &cap, 10 * SECOND));
+            CHECK(cap == SLOT_SIZE);
+            fill(slot, tag);
+            CHECK_OK(shmc_pub_commit(w->pub, bytes_for(seq)));
+        } else {
+            fill(buf, tag);
+            /* Overwrite mode waits only behind a co-writer still filling the slot it laps. */
+            CHECK_OK(shmc_pub_send(w->pub, buf, bytes_for(seq), 10 * SECOND));
+        }
+    }
+    return NULL;
+}
+
+/* Receives until it has every writer's every message (lossless), or until the end marker that
+ * the test publishes after every writer is done (overwrite: the last message published is the
+ * one message that can never be overwritten). */
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    uint64_t next[MAX_WRITERS] = {0}; /* the lowest sequence number still acceptable per writer */
+    uint64_t total = r->per_writer * r->writers;
+    unsigned char buf[SLOT_SIZE];
+    while (!(r->lossless && r->received == total)) {
+        size_t len = 0;
+        const void *msg = buf;
+        if (r->use_loan)
+            CHECK_OK(shmc_sub_loan(r->sub, &msg, &len, 10 * SECOND));
+        else
+            CHECK_OK(shmc_sub_recv(r->sub, buf, sizeof buf, &len, 10 * SECOND));
+        uint64_t tag = check_intact(msg, len);
+        if (r->use_loan) CHECK_OK(shmc_sub_release(r->sub)); /* lossless: pinned, never stale */
+        if (tag == END_TAG) break;
+        uint32_t w = tag_writer(tag);
+        uint64_t seq = tag_seq(tag);
+        CHECK(w < r->writers && seq < r->per_writer);
+        if (r->lossless)
+            CHECK(seq == next[w]); /* exactly once, in order */
+        else
+            CHECK(seq >= next[w]); /* strictly increasing per writer */
+        next[w] = seq + 1;
+        r->got[w]++;
+        r->received++;
+    }
+    return NULL;
+}
+
+/* Runs `nw` writers and `nr` readers on a fresh channel and checks every reader's counters. */
+static void run(const char *stem, uint32_t slots, uint32_t flags, uint32_t nw, uint64_t per_writer,
+                uint32_t nr, int loans)
+{
+    const char *name = unique_name(stem);
+    const int lossless = (flags & SHMC_LOSSLESS) != 0;
+    writer_t w[MAX_WRITERS];
+    reader_t r[4];
+    /* Every endpoint opens before any thread starts: readers see every message from position 0. */
+    for (uint32_t i = 0; i < nw; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].pub = open_pub(name, slots, flags);
+        w[i].id = i;
+        w[i].count = per_writer;
+        w[i].use_loan = loans && i == 1;
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].sub = open_sub(name);
+        r[i].writers = nw;
+        r[i].per_writer = per_writer;
+        r[i].lossless = lossless;
+        r[i].use_loan = loans && i == 1;
+    }
+    for (uint32_t i = 0; i < nr; i++) CHECK(pthread_create(&r[i].thread, NULL, reader_main, &r[i]) == 0);
+    for (uint32_t i = 0; i < nw; i++) CHECK(pthread_create(&w[i].thread, NULL, writer_main, &w[i]) == 0);
+    for (uint32_t i = 0; i < nw; i++) CHECK(pthread_join(w[i].thread, NULL) == 0);
+    uint64_t published = per_writer * nw;
+    if (!lossless) {
+        uint64_t end[1];
+        fill(end, END_TAG);
+        CHECK_OK(shmc_pub_send(w[0].pub, end, sizeof end, 10 * SECOND));
+        published++;
+    }
+    for (uint32_t i = 0; i < nr; i++) CHECK(pthread_join(r[i].thread, NULL) == 0);
+
+    uint64_t least = UINT64_MAX;
+    for (uint32_t i = 0; i < nr; i++) {
+        shmc_stats_t s = sub_stats(r[i].sub);
+        CHECK(s.head == published);
+        CHECK(s.cursor == published);
+        CHECK(s.received == r[i].received + !lossless); /* + the end marker */
+        CHECK(s.received + s.dropped == published); /* every position received or counted lost */
+        CHECK(s.skipped == 0);
+        CHECK(r[i].received > 0);
+        if (lossless) {
+            CHECK(s.dropped == 0);
+            for (uint32_t k = 0; k < nw; k++) CHECK(r[i].got[k] == per_writer);
+        }
+        if (r[i].received < least) least = r[i].received;
+        CHECK_OK(shmc_sub_close(r[i].sub));
+    }
+    for (uint32_t i = 0; i < nw; i++) {
+        shmc_stats_t s;
+        s.size = sizeof s;
+        CHECK_OK(shmc_pub_stats(w[i].pub, &s));
+        CHECK(s.sent == per_writer + (!lossless && i == 0));
+        CHECK_OK(shmc_pub_close(w[i].pub));
+    }
+    printf("%s: %u writer(s) x %llu, %u reader(s), fewest received %llu\n", stem, nw,
+           (unsigned long long)per_writer, nr, (unsigned long long)least);
+}
+
+/* ------------------------------------------------------------------ (d) dead claimant */
+
+/* The ring alone, in private memory. */
+static void test_ring_abandon(void)
+{
+    const uint32_t slots = 4, slot_size = 64, stride = 128;
+    void *ctrl = aligned_alloc(SHMI_CACHE_LINE, SHMI_RING_CTRL_BYTES);
+    void *mem = aligned_alloc(SHMI_CACHE_LINE, (size_t)slots * stride);
+    CHECK(ctrl && mem);
+    memset(ctrl, 0, SHMI_RING_CTRL_BYTES);
+    memset(mem, 0, (size_t)slots * stride);
+    shmi_ring_t ring;
+    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride);
+
+    const uint32_t dead = 5, live = 1;
+    uint64_t pos, blocker, word;
+    const void *payload;
+    uint32_t len;
+    CHECK_OK(shmi_ring_claim(&ring, dead, UINT64_MAX, &pos, &blocker));
+    CHECK(pos == 0 && blocker == 0);
+    /* The claim names its owner: a reader waiting on it can tell whom it waits for. */
+    CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_EMPTY);
+    CHECK(shmi_word_writing(word) && shmi_word_owner(word) == dead && shmi_word_pos(word) == 0);
+    for (uint64_t i = 1; i < slots; i++) {
+        CHECK_OK(shmi_ring_claim(&ring, live, UINT64_MAX, &pos, &blocker));
+        CHECK(pos == i);
+        memset(shmi_ring_payload(&ring, pos), (int)i, 8);
+        shmi_ring_publish(&ring, pos, 8);
+    }
+    /* The next claim laps the dead claimant's slot: it must wait, and learns whom it waits for. */
+    CHECK_RC(shmi_ring_claim(&ring, live, UINT64_MAX, &pos, &blocker), SHMC_EAGAIN);
+    CHECK(blocker == word);
+    /* A lossless limit stops a writer before anything else is looked at. */
+    CHECK_RC(shmi_ring_claim(&ring, live, 2, &pos, &blocker), SHMC_EAGAIN);
+    CHECK(blocker == 0);
+
+    shmi_ring_abandon_owner(&ring, 7); /* owns nothing: changes nothing */
+    CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_EMPTY);
+    const uint64_t claimed = word;
+    CHECK(shmi_ring_abandon(&ring, 0, claimed ^ 2) == 0); /* a word the slot does not hold */
+    shmi_ring_abandon_owner(&ring, dead);
+    CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    CHECK(shmi_ring_abandon(&ring, 0, claimed) == 0); /* already done: the claim is gone */
+    for (uint64_t i = 1; i < slots; i++) {
+        CHECK(shmi_ring_peek(&ring, i, &word, &payload, &len) == SHMI_PEEK_READY);
+        CHECK(len == 8 && ((const unsigned char *)payload)[0] == i);
+    }
+
+    /* A later writer reuses the abandoned slot for the next lap. */
+    CHECK_OK(shmi_ring_claim(&ring, live, UINT64_MAX, &pos, &blocker));
+    CHECK(pos == slots);
+    memset(shmi_ring_payload(&ring, pos), 0xAB, 8);
+    shmi_ring_publish(&ring, pos, 8);
+    CHECK(shmi_ring_peek(&ring, slots, &word, &payload, &len) == SHMI_PEEK_READY);
+    CHECK(len == 8 && ((const unsigned char *)payload)[0] == 0xAB);
+    CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_OVERRUN);
+    CHECK(shmi_ring_peek(&ring, slots + 1, &word, &payload, &len) == SHMI_PEEK_EMPTY);
+
+    /* Publishing wakes writers that wait for it to complete the slot they lap (they sleep on the
+     * space word), not only readers: a sleeper counted there makes the publish bump the word. */
+    shmi_ring_ctrl_t *c = ctrl;
+    atomic_store(&c->space.sleepers, 1);
+    atomic_store(&c->data.sleepers, 1);
+    uint32_t space_before = atomic_load(&c->space.futex), data_before = atomic_load(&c->data.futex);
+    CHECK_OK(shmi_ring_claim(&ring, live, UINT64_MAX, &pos, &blocker));
+    shmi_ring_publish(&ring, pos, 0);
+    CHECK(atomic_load(&c->space.futex) != space_before);
+    CHECK(atomic_load(&c->data.futex) != data_before);
+    free(ctrl);
+    free(mem);
+}
+
+/* Through the public API: a slot claimed by a registry index that no live process holds (its
+ * writer died between claim and publish) is skipped by a waiting subscriber, counted as one
+ * dropped message, and reused by the publisher when it laps it. */
+static void test_api_abandon(void)
+{
+    const char *name = unique_name("abandon");
+    const uint32_t slots = 4;
+    shmc_pub_t *pub = open_pub(name, slots, 0);
+    shmc_sub_t *sub = open_sub(name);
+    char os_name[SHMI_OS_NAME_CAP];
+    CHECK_OK(shmc_os_name(name, SHMC_PATTERN_PUBSUB, os_name, sizeof os_name));
+    shmi_channel_t ch; /* a second mapping of the segment: the "dead writer" */
+    CHECK_OK(shmi_channel_attach(&ch, os_name, SHMC_PATTERN_PUBSUB, 0));
+    const uint32_t dead = ch.geometry.max_peers - 1;
+    CHECK(shmi_registry_live_role(&ch.registry, dead) == 0);
+
+    unsigned char buf[SLOT_SIZE];
+    size_t len;
+    uint64_t pos, blocker;
+    fill(buf, make_tag(0, 0));
+    CHECK_OK(shmc_pub_send(pub, buf, bytes_for(0), 0));                 /* position 0 */
+    CHECK_OK(shmi_ring_claim(&ch.ring, dead, UINT64_MAX, &pos, &blocker)); /* position 1 */
+    CHECK(pos == 1);
+    fill(buf, make_tag(0, 2));
+    CHECK_OK(shmc_pub_send(pub, buf, bytes_for(2), 0));                 /* position 2 */
+
+    CHECK_OK(shmc_sub_recv(sub, buf, sizeof buf, &len, SECOND));
+    CHECK(tag_seq(check_intact(buf, len)) == 0);
+    /* Position 1 is claimed: nothing is ready without waiting. */
+    CHECK_RC(shmc_sub_recv(sub, buf, sizeof buf, &len, 0), SHMC_EAGAIN);
+    /* Waiting, the subscriber finds the claimant dead, abandons the slot and skips it. */
+    CHECK_OK(shmc_sub_recv(sub, buf, sizeof buf, &len, 5 * SECOND));
+    CHECK(tag_seq(check_intact(buf, len)) == 2);
+    shmc_stats_t s = sub_stats(sub);
+    CHECK(s.received == 2 && s.dropped == 1 && s.cursor == 3);
+
+    /* The publisher laps the abandoned slot without waiting. */
+    for (uint64_t seq = 3; seq < 3 + slots; seq++) {
+        fill(buf, make_tag(0, seq));
+        CHECK_OK(shmc_pub_send(pub, buf, bytes_for(seq), 0));
+    }
+    for (uint64_t seq = 3; seq < 3 + slots; seq++) {
+        CHECK_OK(shmc_sub_recv(sub, buf, sizeof buf, &len, SECOND));
+        CHECK(tag_seq(check_intact(buf, len)) == seq);
+    }
+
+    /* A dead claimant in the publisher's way: the publisher abandons it when it laps it. */
+    CHECK_OK(shmi_ring_claim(&ch.ring, dead, UINT64_MAX, &pos, &blocker));
+    CHECK(pos == 3 + slots);
+    for (uint64_t seq = pos + 1; seq <= pos + slots; seq++) {
+        fill(buf, make_tag(0, seq));
+        CHECK_OK(shmc_pub_send(pub, buf, bytes_for(seq), 5 * SECOND));
+    }
+    /* The subscriber lost the abandoned position; it reads the rest of what is still in the ring. */
+    uint64_t last = 0;
+    while (shmc_sub_recv(sub, buf, sizeof buf, &len, 0) == 0) last = tag_seq(check_intact(buf, len));
+    CHECK(last == pos + slots);
+    s = sub_stats(sub);
+    CHECK(s.cursor == pos + slots + 1 && s.received + s.dropped == s.cursor);
+    CHECK(s.dropped >= 2);
+
+    shmi_channel_detach(&ch);
+    CHECK_OK(shmc_sub_close(sub));
+    CHECK_OK(shmc_pub_close(pub));
+}
+
+int main(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    scale_down = 4;
+#endif
+    const char *env = getenv("SHMC_TEST_SCALE_DOWN");
+    if (env && atoi(env) > 0) scale_down = (uint64_t)atoi(env);
+
+    test_ring_abandon();
+    test_api_abandon();
+    run("broadcast", 8, 0, 1, scaled(1000000), 3, 0);   /* (a) */
+    run("writers", 7, 0, 3, scaled(200000), 2, 0);      /* (b): 7 slots, not a power of two */
+    run("lossless", 16, SHMC_LOSSLESS, 2, scaled(100000), 2, 1); /* (c) */
+    puts("ring: ok");
+    return 0;
+}
