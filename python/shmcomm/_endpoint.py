@@ -60,7 +60,6 @@ class Endpoint:
 
     _handle: Any
     _busy: int
-    _close_fn: Callable[[Any], int]
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -82,6 +81,10 @@ class Endpoint:
     def _before_close(self) -> None:
         """Hook: release what depends on the mapping (views) before it goes away."""
 
+    def _close_handle(self, handle: Any) -> None:
+        """Hook: releases the C handle (each endpoint class knows its close function)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Closes the endpoint. Safe to call twice; a call blocked in another thread ends within
         0.1 s with SHMClosedError."""
@@ -93,7 +96,7 @@ class Endpoint:
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.001)  # another thread is inside a C call with this handle: let it finish
         self._before_close()
-        self._close_fn(handle)
+        self._close_handle(handle)
         logger.debug("closed %r", self)
 
     def __enter__(self) -> "Endpoint":

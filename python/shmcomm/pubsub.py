@@ -147,7 +147,6 @@ class Publisher(Endpoint):
         if rc:
             self._open_failed(rc)
         self._handle = out[0]
-        self._close_fn = self._close_handle
         self._send = lib.shmc_pub_send
         self._try_send = lib.shmc_pub_try_send
         logger.debug("publisher %r open (num_slots=%d slot_size=%d lossless=%s)", name, num_slots,
@@ -424,7 +423,6 @@ class Subscriber(Endpoint):
         out = ffi.new("shmc_sub_t **")
         self._open(raw_name, opts, out, connect_ns)
         self._handle = out[0]
-        self._close_fn = self._close_handle
         self._next = lib.shmc_sub_next
         self._next_latest = lib.shmc_sub_next_latest
         self._pending: Optional[bytes] = None  # a message recv_into could not fit, delivered next
