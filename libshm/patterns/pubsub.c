@@ -319,21 +319,26 @@ int shmc_pub_cancel(shmc_pub_t *pub)
     return 0;
 }
 
-int shmc_pub_stats(shmc_pub_t *pub, shmc_stats_t *s)
+/* The channel-wide part of the statistics, common to publishers and subscribers. */
+static void channel_stats(shmi_channel_t *ch, shmc_stats_t *s)
 {
-    if (!pub || !s || s->size < sizeof *s) return SHMC_EINVAL;
-    if (pub->detached) return SHMC_ECLOSED;
-    shmi_channel_t *ch = &pub->ch;
     memset(s, 0, sizeof *s);
     s->size = sizeof *s;
     s->num_slots = ch->geometry.num_slots;
     s->slot_size = ch->geometry.slot_size;
     s->flags = ch->geometry.flags;
     s->head = head_of(ch);
-    s->sent = pub->sent;
     s->publishers = shmi_registry_count(&ch->registry, SHMI_ROLE_WRITER);
     s->subscribers = shmi_registry_count(&ch->registry, SHMI_ROLE_READER);
-    s->publisher_alive = 1;
+    s->publisher_alive = s->publishers > 0;
+}
+
+int shmc_pub_stats(shmc_pub_t *pub, shmc_stats_t *s)
+{
+    if (!pub || !s || s->size < sizeof *s) return SHMC_EINVAL;
+    if (pub->detached) return SHMC_ECLOSED;
+    channel_stats(&pub->ch, s);
+    s->sent = pub->sent;
     return 0;
 }
 
@@ -704,21 +709,12 @@ int shmc_sub_stats(shmc_sub_t *sub, shmc_stats_t *s)
 {
     if (!sub || !s || s->size < sizeof *s) return SHMC_EINVAL;
     if (sub->detached) return SHMC_ECLOSED;
-    shmi_channel_t *ch = &sub->ch;
-    memset(s, 0, sizeof *s);
-    s->size = sizeof *s;
-    s->num_slots = ch->geometry.num_slots;
-    s->slot_size = ch->geometry.slot_size;
-    s->flags = ch->geometry.flags;
-    s->head = head_of(ch);
+    channel_stats(&sub->ch, s);
     s->cursor = sub->cursor;
     s->received = sub->received;
     s->dropped = sub->dropped;
     s->skipped = sub->skipped;
     s->reconnects = sub->reconnects;
-    s->publishers = shmi_registry_count(&ch->registry, SHMI_ROLE_WRITER);
-    s->subscribers = shmi_registry_count(&ch->registry, SHMI_ROLE_READER);
-    s->publisher_alive = s->publishers > 0;
     return 0;
 }
 

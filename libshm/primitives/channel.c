@@ -141,20 +141,18 @@ void shmi_channel_detach(shmi_channel_t *ch)
     ch->header = NULL;
 }
 
-int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role)
+/* Moves a READY or CLOSED channel to `to` (CLOSED or REPLACED), unlinks its name and wakes every
+ * waiter, unless a live keeper is registered after the move. A keeper that joins concurrently saw the
+ * old state and stays, so we count again after the CAS and hand the channel back to it (a joiner
+ * re-checks the state after joining: one side always sees the other). Returns 1 if it moved. */
+static int retire(shmi_channel_t *ch, uint32_t from, uint32_t to, uint32_t keeper_role)
 {
     shmi_header_t *h = ch->header;
-    if (shmi_registry_count(&ch->registry, keeper_role) > 0) return 0;
-    uint32_t ready = SHMI_STATE_READY;
-    if (!atomic_compare_exchange_strong_explicit(&h->state, &ready, SHMI_STATE_CLOSED,
-                                                 memory_order_seq_cst, memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&h->state, &from, to, memory_order_seq_cst,
+                                                 memory_order_relaxed))
         return 0;
-    /* A keeper that joined between the count and the CAS saw READY: count again and hand the
-     * channel back to it (the joiner re-checks the state after joining, so one side always sees
-     * the other). */
-    if (shmi_registry_count(&ch->registry, keeper_role) > 0) {
-        uint32_t closed = SHMI_STATE_CLOSED;
-        atomic_compare_exchange_strong_explicit(&h->state, &closed, SHMI_STATE_READY,
+    if (from == SHMI_STATE_READY && shmi_registry_count(&ch->registry, keeper_role) > 0) {
+        atomic_compare_exchange_strong_explicit(&h->state, &to, SHMI_STATE_READY,
                                                 memory_order_seq_cst, memory_order_relaxed);
         return 0;
     }
@@ -162,6 +160,12 @@ int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role)
     shmi_waitword_wake(&ch->ring.ctrl->data);
     shmi_waitword_wake(&ch->ring.ctrl->space);
     return 1;
+}
+
+int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role)
+{
+    if (shmi_registry_count(&ch->registry, keeper_role) > 0) return 0;
+    return retire(ch, SHMI_STATE_READY, SHMI_STATE_CLOSED, keeper_role);
 }
 
 int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role)
@@ -174,22 +178,7 @@ int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role)
 
 int shmi_channel_claim_replacement(shmi_channel_t *ch, uint32_t keeper_role)
 {
-    shmi_header_t *h = ch->header;
-    uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+    uint32_t state = atomic_load_explicit(&ch->header->state, memory_order_acquire);
     if (state == SHMI_STATE_REPLACED) return 0;
-    if (!atomic_compare_exchange_strong_explicit(&h->state, &state, SHMI_STATE_REPLACED,
-                                                 memory_order_seq_cst, memory_order_relaxed))
-        return 0;
-    /* As in close: a keeper that joined just before our CAS saw READY and stays. Count again and
-     * give the channel back to it (joiners re-check the state after joining). */
-    if (state == SHMI_STATE_READY && shmi_registry_count(&ch->registry, keeper_role) > 0) {
-        uint32_t replaced = SHMI_STATE_REPLACED;
-        atomic_compare_exchange_strong_explicit(&h->state, &replaced, SHMI_STATE_READY,
-                                                memory_order_seq_cst, memory_order_relaxed);
-        return 0;
-    }
-    if (shmi_seg_is_current(&ch->seg, ch->os_name)) shmi_seg_unlink(ch->os_name);
-    shmi_waitword_wake(&ch->ring.ctrl->data);
-    shmi_waitword_wake(&ch->ring.ctrl->space);
-    return 1;
+    return retire(ch, state, SHMI_STATE_REPLACED, keeper_role);
 }

@@ -6,7 +6,7 @@ Python and C. See https://github.com/ (README) and docs/ for the guide.
 
 from __future__ import annotations
 
-from . import serialize
+from . import errors, serialize
 from ._binding import lib as _lib
 from .errors import (
     SHMBufferFullError,
@@ -39,17 +39,6 @@ __all__ = [
     "Subscriber",
     "PublisherLoan",
     "MessageView",
-    "SHMError",
-    "SHMConnectionError",
-    "SHMTimeoutError",
-    "SHMBufferFullError",
-    "SHMSerializationError",
-    "SHMNameError",
-    "SHMMessageSizeError",
-    "SHMClosedError",
-    "SHMPermissionError",
-    "SHMNoSpaceError",
-    "SHMStaleViewError",
     "force_unlink",
     "list_segments",
     "segment_info",
@@ -60,4 +49,5 @@ __all__ = [
     "logger",
     "library_version",
     "__version__",
+    *errors.__all__,
 ]
