@@ -22,6 +22,7 @@ struct shmc_pub {
     uint32_t index;      /* our registry entry */
     int lossless;
     uint64_t cached_min; /* lossless: slowest subscriber cursor at the last scan */
+    uint64_t room_at;    /* lossless, while waiting: the cursor the slowest subscriber must reach */
     uint64_t sent;
     uint64_t blocker;    /* slot word of an earlier writer we wait behind, 0 if none */
     uint64_t next_slow_check; /* shmi_now_ns() of the next reap */
@@ -188,8 +189,19 @@ int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t *
     }
     pub->lossless = (g.flags & SHMC_LOSSLESS) != 0;
     pub->cached_min = UINT64_MAX;
+    pub->room_at = 0;
     *out = pub;
     return 0;
+}
+
+/* Hysteresis for lossless waits: a publisher that found the ring full waits until the slowest
+ * subscriber has freed a quarter of it, and subscribers wake it only when their cursor crosses a
+ * multiple of this batch. One sleep and one wake per quarter ring, instead of a futex round trip per
+ * message once the ring is full. */
+static uint64_t room_batch(const shmi_channel_t *ch)
+{
+    uint64_t quarter = ch->geometry.num_slots / 4;
+    return quarter ? quarter : 1;
 }
 
 static int pub_try_claim(void *ctx)
@@ -199,13 +211,22 @@ static int pub_try_claim(void *ctx)
     uint64_t limit = UINT64_MAX;
     if (pub->lossless) {
         uint64_t head = head_of(ch);
-        /* Rescan when the cached bound would stop us, or when no subscriber was seen (one may have
-         * joined since: a joining subscriber's cursor is never below a cached minimum). */
-        if (pub->cached_min == UINT64_MAX || head >= pub->cached_min + ch->geometry.num_slots)
+        /* Rescan when the cached bound would stop us, when no subscriber was seen (one may have
+         * joined since: a joining subscriber's cursor is never below a cached minimum), and on every
+         * attempt while waiting for room. */
+        if (pub->cached_min == UINT64_MAX || pub->room_at || head >= pub->cached_min + ch->geometry.num_slots)
             pub->cached_min = shmi_registry_min_cursor(&ch->registry, SHMI_ROLE_READER);
-        if (pub->cached_min != UINT64_MAX) limit = pub->cached_min + ch->geometry.num_slots;
+        if (pub->cached_min != UINT64_MAX) {
+            if (pub->cached_min < pub->room_at) return SHMC_EAGAIN;
+            limit = pub->cached_min + ch->geometry.num_slots;
+        }
     }
-    return shmi_ring_claim(&ch->ring, pub->index, limit, &pub->claimed_pos, &pub->blocker);
+    int rc = shmi_ring_claim(&ch->ring, pub->index, limit, &pub->claimed_pos, &pub->blocker);
+    if (rc == SHMC_EAGAIN && limit != UINT64_MAX && !pub->blocker) {
+        uint64_t batch = room_batch(ch);
+        pub->room_at = (pub->cached_min / batch + 1) * batch; /* the next boundary readers announce */
+    }
+    return rc;
 }
 
 static int pub_maintain(void *ctx)
@@ -227,6 +248,7 @@ static int pub_claim(shmc_pub_t *pub, int64_t timeout_ns)
 {
     if (pub->detached) return SHMC_ECLOSED;
     if (pub->loaned) return SHMC_EINVAL;
+    pub->room_at = 0; /* each call takes any room first; hysteresis only once it has to wait */
     int rc = shmi_wait(&pub->ch.ring.ctrl->space, pub_try_claim, pub_maintain, pub, timeout_ns,
                        PUB_SPIN_NS);
     /* A publisher that never waits must still reap the dead subscribers that hold it back. */
@@ -366,13 +388,16 @@ int shmc_pub_close(shmc_pub_t *pub)
 
 static void sub_set_cursor(shmc_sub_t *sub, uint64_t cursor)
 {
+    uint64_t before = sub->cursor;
     sub->cursor = cursor;
     shmi_peer_t *me = &sub->ch.registry.peers[sub->index];
     if (sub->lossless) {
         /* seq_cst store, then the wake's fence: a publisher waiting for room either sees the new
-         * cursor in its re-check or is counted as a sleeper and woken. */
+         * cursor in its re-check or is counted as a sleeper and woken. Publishers wait for batch
+         * boundaries (room_batch), so only a crossing can be what one waits for. */
         atomic_store_explicit(&me->cursor, cursor, memory_order_seq_cst);
-        shmi_waitword_wake(&sub->ch.ring.ctrl->space);
+        uint64_t batch = room_batch(&sub->ch);
+        if (before / batch != cursor / batch) shmi_waitword_wake(&sub->ch.ring.ctrl->space);
     } else {
         atomic_store_explicit(&me->cursor, cursor, memory_order_relaxed);
     }

@@ -198,12 +198,13 @@ class Publisher(Endpoint):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        if not block:
-            self._busy += 1
-            rc = self._try_send(handle, buf, size)  # raises only for bad argument types, checked above
-            self._busy -= 1
-        else:
-            rc = self._send_waiting(buf, size, timeout)
+        ns = timeout_to_ns(timeout) if block else 0  # validated before anything is sent
+        # First without waiting, whatever `block` says: the common case costs one C call.
+        self._busy += 1
+        rc = self._try_send(handle, buf, size)  # raises only for bad argument types, checked above
+        self._busy -= 1
+        if rc == _EAGAIN and ns:
+            rc = self._send_waiting(buf, size, ns)
         if rc:
             self._send_failed(rc, size, timeout)
         return True
@@ -234,9 +235,9 @@ class Publisher(Endpoint):
                 raise
         return count
 
-    def _send_waiting(self, buf: Any, size: int, timeout: Optional[float]) -> int:
+    def _send_waiting(self, buf: Any, size: int, timeout_ns: int) -> int:
         send = self._send
-        return self._call_waiting(lambda h, ns: send(h, buf, size, ns), timeout_to_ns(timeout))
+        return self._call_waiting(lambda h, ns: send(h, buf, size, ns), timeout_ns)
 
     def _send_failed(self, rc: int, size: int, timeout: Optional[float]) -> None:
         if rc == b.EMSGSIZE:
@@ -463,12 +464,12 @@ class Subscriber(Endpoint):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        if timeout == 0:
-            self._busy += 1
-            n = fn(handle, 0)
-            self._busy -= 1
-        else:
-            n = self._call_waiting(fn, timeout_to_ns(timeout))
+        ns = 0 if timeout == 0 else timeout_to_ns(timeout)  # validates, also when a message is ready
+        self._busy += 1
+        n = fn(handle, 0)  # first without waiting: the common case costs one C call
+        self._busy -= 1
+        if n == _EAGAIN and ns:
+            n = self._call_waiting(fn, ns)
         if n >= 0:
             if n > self._cap:
                 self._refresh_buffer()
