@@ -1,0 +1,1215 @@
+#!/usr/bin/env python3
+"""Side-by-side pub/sub benchmark: shmcomm vs pyzmq (ipc://) vs iceoryx2 vs multiprocessing.Pipe.
+
+Two workloads, 64-byte messages, two processes pinned to different cores:
+
+* ping-pong: process A sends a message to B, B echoes it back on a second channel; A records
+  round-trip/2 per message with time.perf_counter_ns (p50 / p99 / p99.9 in microseconds).
+* throughput: A sends N messages as fast as the library's lossless/blocking send allows, B receives
+  and counts them; B reports messages/s from its first to its last message and checks the embedded
+  sequence numbers (loss must be 0 for a valid run).
+
+Each workload runs in two receiver variants: "busy-wait" (the receiver polls with a zero timeout in
+a loop) and "blocking" (the receiver sleeps in the library's own wait). shmcomm also gets a
+"blocking-nospin" row (Subscriber(spin_us=0)) to show its pure sleep/wake path.
+
+Run ``python benchmarks/bench_pubsub.py --help``; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import gc
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+import traceback
+
+MSG_SIZE = 64
+SEQ = struct.Struct("<Q")  # sequence number in the first 8 bytes of every message
+LIBS = ("shmcomm", "zmq", "iceoryx2", "pipe")
+LIB_LABEL = {"shmcomm": "shmcomm", "zmq": "pyzmq ipc://", "iceoryx2": "iceoryx2", "pipe": "mp.Pipe"}
+LIB_VARIANTS = {
+    "shmcomm": ("busy-wait", "blocking", "blocking-nospin"),
+    "zmq": ("busy-wait", "blocking"),
+    "iceoryx2": ("busy-wait", "blocking"),
+    "pipe": ("busy-wait", "blocking"),
+}
+WORKLOADS = ("pingpong", "throughput")
+SPIN_CHECK_MASK = 0x3FFF  # busy loops look at the clock once every 16384 empty polls
+
+
+class BenchTimeout(Exception):
+    """A bounded wait inside a worker ran out."""
+
+
+class BenchError(Exception):
+    """A run produced wrong data (bad echo, bad sequence...)."""
+
+
+# Every message is built as a fresh `bytes` object (sequence number + filler), as an application
+# producing data would; receivers copy into a preallocated bytearray (or, for iceoryx2, read the
+# sample in place).
+TAIL = bytes([0xA5]) * (MSG_SIZE - SEQ.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Library adapters. Each adapter implements four tight loops with everything bound to locals:
+#   pp_initiator(total) -> array('q') of round-trip ns    (process A)
+#   pp_echo(total)                                        (process B)
+#   tp_send(n) -> dict(send_t0, send_t1)                   (process A)
+#   tp_recv(n) -> dict(count, loss, disorder, t_first, t_last)   (process B)
+# A builds each message as bytes and receives into a preallocated bytearray; the echo in B is each
+# library's plain "receive bytes, send them back"; iceoryx2 works on its samples instead.
+# The loops are written out per library (no per-message indirection through shared helpers), so
+# the numbers measure the library and not this file. Every wait is bounded by p["timeout"]
+# (mp.Pipe's blocking receive excepted, see PipeAdapter).
+# ---------------------------------------------------------------------------------------------
+
+
+class _Adapter:
+    def __init__(self, role: str, workload: str, variant: str, p: dict, data: dict):
+        self.role, self.workload, self.variant, self.p, self.data = role, workload, variant, p, data
+        self.timeout = float(p["timeout"])
+
+    def setup(self) -> None:  # create endpoints; the peer may not exist yet
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        """Runs twice, in lock-step with the peer, after both set up and before "go": a chance to
+        finish connecting (iceoryx2 connects ports lazily, on send/receive)."""
+
+    def close(self) -> None:
+        pass
+
+    def _timed_out(self, t_end: list) -> bool:
+        """Called once every SPIN_CHECK_MASK+1 empty polls; t_end is a 1-item list (lazy deadline)."""
+        now = time.monotonic()
+        if t_end[0] is None:
+            t_end[0] = now + self.timeout
+            return False
+        return now > t_end[0]
+
+
+def _tp_check(seq: int, expected: int, st: list) -> int:
+    """Slow path for an unexpected sequence number; st = [loss, disorder, first gaps as
+    (expected, got)]. Returns the next expected number."""
+    if len(st[2]) < 20:
+        st[2].append((expected, seq))
+    if seq > expected:
+        st[0] += seq - expected
+        return seq + 1
+    st[1] += 1
+    return expected
+
+
+# ---- shmcomm ---------------------------------------------------------------------------------
+
+
+class ShmcommAdapter(_Adapter):
+    def setup(self):
+        from shmcomm import Publisher, Subscriber
+
+        p, base = self.p, self.p["name"]
+        spin = {} if self.variant != "blocking-nospin" else {"spin_us": 0}
+        depth = p["depth"]
+        self.pub = self.sub = None
+        if self.workload == "pingpong":
+            mine, theirs = ("a2b", "b2a") if self.role == "A" else ("b2a", "a2b")
+            self.pub = Publisher(f"{base}_{mine}", num_slots=depth, slot_size=MSG_SIZE)
+            self.sub = Subscriber(f"{base}_{theirs}", timeout_connect=self.timeout, **spin)
+        elif self.role == "A":
+            self.pub = Publisher(f"{base}_tp", num_slots=depth, slot_size=MSG_SIZE, lossless=True)
+        else:
+            self.sub = Subscriber(f"{base}_tp", timeout_connect=self.timeout, **spin)
+
+    def close(self):
+        for ep in (self.sub, self.pub):
+            if ep is not None:
+                ep.close()
+
+    def pp_initiator(self, total):
+        send, recv_into = self.pub.send_bytes, self.sub.recv_into
+        now, pack, unpack = time.perf_counter_ns, SEQ.pack, SEQ.unpack_from
+        tail, buf = TAIL, bytearray(MSG_SIZE)
+        rtt = array.array("q", bytes(8 * total))
+        tmo, busy, t_end = self.timeout, self.variant == "busy-wait", [None]
+        for i in range(total):
+            msg = pack(i) + tail
+            t0 = now()
+            send(msg)
+            if busy:
+                n = recv_into(buf, 0)
+                spins = 0
+                while n is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no echo for round {i}")
+                    n = recv_into(buf, 0)
+                t_end[0] = None
+            else:
+                n = recv_into(buf, tmo)
+                if n is None:
+                    raise BenchTimeout(f"no echo for round {i}")
+            t1 = now()
+            rtt[i] = t1 - t0
+            if unpack(buf, 0)[0] != i or n != MSG_SIZE:
+                raise BenchError(f"bad echo in round {i}: seq {unpack(buf, 0)[0]}, {n} bytes")
+        return rtt
+
+    def pp_echo(self, total):
+        send, recv = self.pub.send_bytes, self.sub.recv_bytes
+        tmo, busy, t_end = self.timeout, self.variant == "busy-wait", [None]
+        for i in range(total):
+            if busy:
+                m = recv(0)
+                spins = 0
+                while m is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no ping for round {i}")
+                    m = recv(0)
+                t_end[0] = None
+            else:
+                m = recv(tmo)
+                if m is None:
+                    raise BenchTimeout(f"no ping for round {i}")
+            send(m)
+
+    def tp_send(self, n):
+        send, pack, now = self.pub.send_bytes, SEQ.pack, time.perf_counter_ns
+        tail, tmo = TAIL, self.timeout
+        t0 = now()
+        for i in range(n):
+            msg = pack(i) + tail
+            if not send(msg, block=True, timeout=tmo):
+                raise BenchTimeout(f"send of message {i} timed out (subscriber stuck?)")
+        return {"send_t0": t0, "send_t1": now()}
+
+    def tp_recv(self, n):
+        recv_into, unpack, now = self.sub.recv_into, SEQ.unpack_from, time.perf_counter_ns
+        buf = bytearray(MSG_SIZE)
+        tmo, busy, t_end = self.timeout, self.variant == "busy-wait", [None]
+        last, expected, count, st, t_first, first_seq = n - 1, 0, 0, [0, 0, []], None, None
+        while True:
+            if busy:
+                r = recv_into(buf, 0)
+                spins = 0
+                while r is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        break
+                    r = recv_into(buf, 0)
+                t_end[0] = None
+            else:
+                r = recv_into(buf, tmo)
+            if r is None:
+                break  # timed out: whatever is missing counts as lost
+            seq = unpack(buf, 0)[0]
+            if t_first is None:
+                t_first, first_seq = now(), seq
+            count += 1
+            if seq == expected:
+                expected += 1
+            else:
+                expected = _tp_check(seq, expected, st)
+            if seq == last:
+                break
+        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
+                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+
+
+# ---- pyzmq -----------------------------------------------------------------------------------
+
+
+class ZmqAdapter(_Adapter):
+    def setup(self):
+        import zmq
+
+        self.zmq = zmq
+        self.ctx = zmq.Context(io_threads=1)
+        tmo_ms = int(self.timeout * 1000)
+        self.path = os.path.join(self.p["ipc_dir"], f"{self.p['name']}.sock")
+        addr = f"ipc://{self.path}"
+        if self.workload == "pingpong":
+            # One PAIR socket per side; a PAIR connection is bidirectional, so the ping and the
+            # echo travel on the two directions of one connection (zmq's lightest pattern).
+            s = self.ctx.socket(zmq.PAIR)
+        else:
+            s = self.ctx.socket(zmq.PUSH if self.role == "A" else zmq.PULL)
+        s.setsockopt(zmq.LINGER, 2000)
+        s.setsockopt(zmq.RCVTIMEO, tmo_ms)
+        s.setsockopt(zmq.SNDTIMEO, tmo_ms)
+        # default SNDHWM/RCVHWM (1000 messages each): a blocking send waits when both are full
+        if self.role == "A":
+            s.bind(addr)
+        else:
+            s.connect(addr)
+        self.sock = s
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+        if self.role == "A":  # the binder removes its socket file
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def pp_initiator(self, total):
+        Again, NOBLOCK = self.zmq.Again, self.zmq.NOBLOCK
+        send, recv_into = self.sock.send, self.sock.recv_into
+        now, pack, unpack = time.perf_counter_ns, SEQ.pack, SEQ.unpack_from
+        tail, buf = TAIL, bytearray(MSG_SIZE)
+        rtt = array.array("q", bytes(8 * total))
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            msg = pack(i) + tail
+            t0 = now()
+            send(msg)
+            if busy:
+                spins = 0
+                while True:
+                    try:
+                        n = recv_into(buf, flags=NOBLOCK)
+                        break
+                    except Again:
+                        spins += 1
+                        if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                            raise BenchTimeout(f"no echo for round {i}") from None
+                t_end[0] = None
+            else:
+                try:
+                    n = recv_into(buf)  # RCVTIMEO bounds it
+                except Again:
+                    raise BenchTimeout(f"no echo for round {i}") from None
+            t1 = now()
+            rtt[i] = t1 - t0
+            if unpack(buf, 0)[0] != i or n != MSG_SIZE:
+                raise BenchError(f"bad echo in round {i}: seq {unpack(buf, 0)[0]}, {n} bytes")
+        return rtt
+
+    def pp_echo(self, total):
+        Again, NOBLOCK = self.zmq.Again, self.zmq.NOBLOCK
+        send, recv = self.sock.send, self.sock.recv
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            if busy:
+                spins = 0
+                while True:
+                    try:
+                        m = recv(NOBLOCK)
+                        break
+                    except Again:
+                        spins += 1
+                        if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                            raise BenchTimeout(f"no ping for round {i}") from None
+                t_end[0] = None
+            else:
+                try:
+                    m = recv()
+                except Again:
+                    raise BenchTimeout(f"no ping for round {i}") from None
+            send(m)
+
+    def tp_send(self, n):
+        send, pack, now = self.sock.send, SEQ.pack, time.perf_counter_ns
+        tail = TAIL
+        t0 = now()
+        try:
+            for i in range(n):
+                msg = pack(i) + tail
+                send(msg)  # blocks at the high-water mark; SNDTIMEO bounds it
+        except self.zmq.Again:
+            raise BenchTimeout(f"send of message {i} timed out (receiver stuck?)") from None
+        return {"send_t0": t0, "send_t1": now()}
+
+    def tp_recv(self, n):
+        Again, NOBLOCK = self.zmq.Again, self.zmq.NOBLOCK
+        recv_into, unpack, now = self.sock.recv_into, SEQ.unpack_from, time.perf_counter_ns
+        buf = bytearray(MSG_SIZE)
+        busy, t_end = self.variant == "busy-wait", [None]
+        last, expected, count, st, t_first, first_seq = n - 1, 0, 0, [0, 0, []], None, None
+        while True:
+            got = True
+            if busy:
+                spins = 0
+                while True:
+                    try:
+                        recv_into(buf, flags=NOBLOCK)
+                        break
+                    except Again:
+                        spins += 1
+                        if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                            got = False
+                            break
+                t_end[0] = None
+            else:
+                try:
+                    recv_into(buf)
+                except Again:
+                    got = False
+            if not got:
+                break
+            seq = unpack(buf, 0)[0]
+            if t_first is None:
+                t_first, first_seq = now(), seq
+            count += 1
+            if seq == expected:
+                expected += 1
+            else:
+                expected = _tp_check(seq, expected, st)
+            if seq == last:
+                break
+        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
+                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+
+
+# ---- iceoryx2 --------------------------------------------------------------------------------
+
+
+class Iceoryx2Adapter(_Adapter):
+    """iceoryx2 publish-subscribe with a fixed-size ctypes payload (c_uint8 * 64).
+
+    Lossless: the service has safe overflow disabled and the publisher uses
+    BackpressureStrategy.RetryUntilDelivered. iceoryx2's subscriber has no blocking receive: the
+    documented way to sleep until data arrives is an event service (Notifier/Listener) next to the
+    pub/sub service, so the "blocking" variant notifies after every send and the receiver sleeps in
+    Listener.timed_wait() whenever receive() finds nothing. Only the public Python API is used.
+    """
+
+    def setup(self):
+        import ctypes
+
+        import iceoryx2 as iox2
+
+        self.iox2 = iox2
+        iox2.set_log_level(iox2.LogLevel.Error)
+        self.Payload = ctypes.c_uint8 * MSG_SIZE
+        self.memmove, self.ctypes = ctypes.memmove, ctypes
+        self.node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+        self.dur = iox2.Duration.from_secs_f64(self.timeout)
+        depth, base = self.p["depth"], self.p["name"]
+        blocking = self.variant != "busy-wait"
+        self.pub = self.sub = self.notifier = self.listener = None
+
+        def service(suffix):
+            return (
+                self.node.service_builder(iox2.ServiceName.new(f"{base}/{suffix}"))
+                .publish_subscribe(self.Payload)
+                .enable_safe_overflow(False)
+                .subscriber_max_buffer_size(depth)
+                .history_size(0)
+                .max_publishers(1)
+                .max_subscribers(1)
+                .open_or_create()
+            )
+
+        def event(suffix):
+            return self.node.service_builder(iox2.ServiceName.new(f"{base}/{suffix}/ev")).event().open_or_create()
+
+        def make_pub(suffix):
+            self.pub = (
+                service(suffix).publisher_builder()
+                .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered)
+                .create()
+            )
+            if blocking:
+                self.notifier = event(suffix).notifier_builder().create()
+
+        def make_sub(suffix):
+            self.sub = service(suffix).subscriber_builder().buffer_size(depth).create()
+            if blocking:
+                self.listener = event(suffix).listener_builder().create()
+
+        if self.workload == "pingpong":
+            mine, theirs = ("a2b", "b2a") if self.role == "A" else ("b2a", "a2b")
+            make_pub(mine)
+            make_sub(theirs)
+        elif self.role == "A":
+            make_pub("tp")
+        else:
+            make_sub("tp")
+
+    def connect(self):
+        # iceoryx2 wires a publisher to a subscriber lazily: the publisher on update_connections()
+        # (or send), the subscriber on receive(). Until the subscriber side is connected, a full
+        # buffer does not make RetryUntilDelivered wait: the publisher drops samples (observed
+        # with 0.10.0 whenever the receiver had not called receive() yet when its buffer filled).
+        if self.pub is not None:
+            self.pub.update_connections()
+        if self.sub is not None and self.sub.receive() is not None:
+            raise BenchError("iceoryx2: a sample arrived before the run started")
+
+    def close(self):
+        for ep in (self.sub, self.pub, self.listener, self.notifier):
+            if ep is not None:
+                ep.delete()
+
+    def pp_initiator(self, total):
+        loan, receive, memmove = self.pub.loan_uninit, self.sub.receive, self.memmove
+        notify = self.notifier.notify if self.notifier is not None else None
+        wait, dur = (self.listener.timed_wait, self.dur) if self.listener is not None else (None, None)
+        at = self.Payload.from_address
+        now, pack, unpack = time.perf_counter_ns, SEQ.pack, SEQ.unpack_from
+        tail = TAIL
+        rtt = array.array("q", bytes(8 * total))
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            msg = pack(i) + tail
+            t0 = now()
+            u = loan()
+            memmove(u.payload_ptr, msg, MSG_SIZE)
+            u.assume_init().send()
+            if notify is not None:
+                notify()
+            s = receive()
+            if busy:
+                spins = 0
+                while s is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no echo for round {i}")
+                    s = receive()
+                t_end[0] = None
+            else:
+                while s is None:
+                    # an empty result is not necessarily a timeout: a wake-up can find its event
+                    # already collected by the previous wait, so bound the loop by the clock
+                    if not wait(dur) and self._timed_out(t_end):
+                        raise BenchTimeout(f"no echo for round {i}")
+                    s = receive()
+                t_end[0] = None
+            seq = unpack(at(s.payload_ptr), 0)[0]  # zero-copy read of the sample
+            t1 = now()
+            del s
+            rtt[i] = t1 - t0
+            if seq != i:
+                raise BenchError(f"bad echo in round {i}: seq {seq}")
+        return rtt
+
+    def pp_echo(self, total):
+        loan, receive, memmove = self.pub.loan_uninit, self.sub.receive, self.memmove
+        notify = self.notifier.notify if self.notifier is not None else None
+        wait, dur = (self.listener.timed_wait, self.dur) if self.listener is not None else (None, None)
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            s = receive()
+            if busy:
+                spins = 0
+                while s is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no ping for round {i}")
+                    s = receive()
+                t_end[0] = None
+            else:
+                while s is None:
+                    # an empty result is not necessarily a timeout: a wake-up can find its event
+                    # already collected by the previous wait, so bound the loop by the clock
+                    if not wait(dur) and self._timed_out(t_end):
+                        raise BenchTimeout(f"no ping for round {i}")
+                    s = receive()
+                t_end[0] = None
+            u = loan()
+            memmove(u.payload_ptr, s.payload_ptr, MSG_SIZE)  # sample-to-sample copy
+            del s
+            u.assume_init().send()
+            if notify is not None:
+                notify()
+
+    def tp_send(self, n):
+        loan, memmove, pack, now = self.pub.loan_uninit, self.memmove, SEQ.pack, time.perf_counter_ns
+        notify = self.notifier.notify if self.notifier is not None else None
+        tail = TAIL
+        undelivered = 0  # send() returns the number of subscribers that got the sample
+        t0 = now()
+        if notify is None:
+            for i in range(n):
+                msg = pack(i) + tail
+                u = loan()
+                memmove(u.payload_ptr, msg, MSG_SIZE)
+                if u.assume_init().send() != 1:  # RetryUntilDelivered: waits while the buffer is full
+                    undelivered += 1
+        else:
+            for i in range(n):
+                msg = pack(i) + tail
+                u = loan()
+                memmove(u.payload_ptr, msg, MSG_SIZE)
+                if u.assume_init().send() != 1:
+                    undelivered += 1
+                notify()
+        return {"send_t0": t0, "send_t1": now(), "undelivered": undelivered}
+
+    def tp_recv(self, n):
+        receive, unpack, now, at = self.sub.receive, SEQ.unpack_from, time.perf_counter_ns, self.Payload.from_address
+        wait, dur = (self.listener.timed_wait, self.dur) if self.listener is not None else (None, None)
+        busy, t_end = self.variant == "busy-wait", [None]
+        last, expected, count, st, t_first, first_seq = n - 1, 0, 0, [0, 0, []], None, None
+        while True:
+            s = receive()
+            if busy:
+                spins = 0
+                while s is None:
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        break
+                    s = receive()
+                t_end[0] = None
+            else:
+                while s is None:
+                    if not wait(dur) and self._timed_out(t_end):
+                        break
+                    s = receive()
+                t_end[0] = None
+            if s is None:
+                break
+            seq = unpack(at(s.payload_ptr), 0)[0]
+            del s
+            if t_first is None:
+                t_first, first_seq = now(), seq
+            count += 1
+            if seq == expected:
+                expected += 1
+            else:
+                expected = _tp_check(seq, expected, st)
+            if seq == last:
+                break
+        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
+                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+
+
+# ---- multiprocessing.Pipe --------------------------------------------------------------------
+
+
+class PipeAdapter(_Adapter):
+    """multiprocessing.Pipe(duplex=False) pairs created by the orchestrator and handed to A and B.
+
+    busy-wait: poll(0) in a loop, then recv_bytes_into. blocking: recv_bytes_into blocks in read();
+    Connection has no timed receive, so that wait is bounded by the orchestrator's watchdog (and by
+    EOFError when the peer dies), not by a per-call timeout.
+    """
+
+    def setup(self):
+        d = self.data
+        self.tx = d.get("tx")
+        self.rx = d.get("rx")
+
+    def close(self):
+        for c in (self.tx, self.rx):
+            if c is not None:
+                c.close()
+
+    def pp_initiator(self, total):
+        send, recv_into, poll = self.tx.send_bytes, self.rx.recv_bytes_into, self.rx.poll
+        now, pack, unpack = time.perf_counter_ns, SEQ.pack, SEQ.unpack_from
+        tail, buf = TAIL, bytearray(MSG_SIZE)
+        rtt = array.array("q", bytes(8 * total))
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            msg = pack(i) + tail
+            t0 = now()
+            send(msg)
+            if busy:
+                spins = 0
+                while not poll(0):
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no echo for round {i}")
+                t_end[0] = None
+            n = recv_into(buf)
+            t1 = now()
+            rtt[i] = t1 - t0
+            if unpack(buf, 0)[0] != i or n != MSG_SIZE:
+                raise BenchError(f"bad echo in round {i}: seq {unpack(buf, 0)[0]}, {n} bytes")
+        return rtt
+
+    def pp_echo(self, total):
+        send, recv, poll = self.tx.send_bytes, self.rx.recv_bytes, self.rx.poll
+        busy, t_end = self.variant == "busy-wait", [None]
+        for i in range(total):
+            if busy:
+                spins = 0
+                while not poll(0):
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        raise BenchTimeout(f"no ping for round {i}")
+                t_end[0] = None
+            send(recv())
+
+    def tp_send(self, n):
+        send, pack, now = self.tx.send_bytes, SEQ.pack, time.perf_counter_ns
+        tail = TAIL
+        t0 = now()
+        for i in range(n):
+            msg = pack(i) + tail
+            send(msg)  # blocks while the kernel pipe buffer is full
+        return {"send_t0": t0, "send_t1": now()}
+
+    def tp_recv(self, n):
+        recv_into, poll, unpack, now = self.rx.recv_bytes_into, self.rx.poll, SEQ.unpack_from, time.perf_counter_ns
+        buf = bytearray(MSG_SIZE)
+        busy, t_end, tmo = self.variant == "busy-wait", [None], self.timeout
+        last, expected, count, st, t_first, first_seq = n - 1, 0, 0, [0, 0, []], None, None
+        while True:
+            if busy:
+                spins, got = 0, True
+                while not poll(0):
+                    spins += 1
+                    if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
+                        got = False
+                        break
+                t_end[0] = None
+                if not got:
+                    break
+            elif t_first is None and not poll(tmo):  # bound only the wait for the first message
+                break
+            recv_into(buf)
+            seq = unpack(buf, 0)[0]
+            if t_first is None:
+                t_first, first_seq = now(), seq
+            count += 1
+            if seq == expected:
+                expected += 1
+            else:
+                expected = _tp_check(seq, expected, st)
+            if seq == last:
+                break
+        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
+                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+
+
+ADAPTERS = {"shmcomm": ShmcommAdapter, "zmq": ZmqAdapter, "iceoryx2": Iceoryx2Adapter, "pipe": PipeAdapter}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker process
+# ---------------------------------------------------------------------------------------------
+
+
+def _pin(core) -> str:
+    if core is None:
+        return "unpinned"
+    try:
+        os.sched_setaffinity(0, {core})  # before any library starts threads (zmq's I/O thread)
+        return f"core {core}"
+    except (AttributeError, OSError) as e:
+        return f"unpinned ({e})"
+
+
+def _ctrl_recv(ctrl, timeout: float, what: str):
+    if not ctrl.poll(timeout):
+        raise BenchTimeout(f"orchestrator did not send {what!r} within {timeout:.0f} s")
+    return ctrl.recv()
+
+
+def _worker(role, lib, workload, variant, p, ctrl, data):
+    """Entry point of processes A and B. Talks to the orchestrator over `ctrl`."""
+    adapter = None
+    try:
+        pinned = _pin(p["cores"][0 if role == "A" else 1] if p["cores"] else None)
+        adapter = ADAPTERS[lib](role, workload, variant, p, data)
+        adapter.setup()
+        gc.collect()
+        ctrl.send(("ready", pinned))
+        for _ in range(2):
+            _ctrl_recv(ctrl, p["setup_timeout"], "connect")
+            adapter.connect()
+            ctrl.send(("connected", None))
+        gc.disable()
+        _ctrl_recv(ctrl, p["setup_timeout"], "go")
+        if workload == "pingpong":
+            total = p["warmup"] + p["rounds"]
+            if role == "A":
+                rtt = adapter.pp_initiator(total)
+                ctrl.send(("result", {"rtt_ns": rtt[p["warmup"]:].tobytes()}))
+            else:
+                adapter.pp_echo(total)
+                ctrl.send(("result", {}))
+        else:
+            if role == "A":
+                ctrl.send(("result", adapter.tp_send(p["n_msgs"])))
+            else:
+                ctrl.send(("result", adapter.tp_recv(p["n_msgs"])))
+        gc.enable()
+        # keep the endpoints open until the orchestrator has every result (a publisher that
+        # disappears early could take undelivered messages with it)
+        _ctrl_recv(ctrl, p["run_timeout"], "exit")
+    except BaseException as e:  # noqa: BLE001 - everything goes back to the orchestrator
+        try:
+            ctrl.send(("error", f"{role}: {type(e).__name__}: {e}", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        if adapter is not None:
+            try:
+                adapter.close()
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------------------------
+
+_run_counter = 0
+
+
+def _stop(procs, grace: float = 3.0):
+    """Join the processes this run started; terminate (then kill) any that do not exit."""
+    deadline = time.monotonic() + grace
+    for pr in procs:
+        pr.join(max(0.0, deadline - time.monotonic()))
+    for pr in procs:
+        if pr.is_alive():
+            pr.terminate()
+            pr.join(2.0)
+        if pr.is_alive():
+            pr.kill()
+            pr.join(2.0)
+
+
+def run_pair(ctx, lib, workload, variant, p) -> dict:
+    """One measurement: start A and B, synchronise, collect results. Never raises."""
+    global _run_counter
+    _run_counter += 1
+    q = dict(p)
+    q["name"] = f"shmbench_{os.getpid()}_{_run_counter}"
+    ctrl_a, ctrl_a_child = ctx.Pipe()
+    ctrl_b, ctrl_b_child = ctx.Pipe()
+    data_a, data_b, to_close = {}, {}, []
+    if lib == "pipe":
+        if workload == "pingpong":
+            rx_b, tx_a = ctx.Pipe(duplex=False)
+            rx_a, tx_b = ctx.Pipe(duplex=False)
+            data_a, data_b = {"tx": tx_a, "rx": rx_a}, {"tx": tx_b, "rx": rx_b}
+            to_close = [rx_b, tx_a, rx_a, tx_b]
+        else:
+            rx_b, tx_a = ctx.Pipe(duplex=False)
+            data_a, data_b = {"tx": tx_a}, {"rx": rx_b}
+            to_close = [rx_b, tx_a]
+    pa = ctx.Process(target=_worker, name=f"bench-{lib}-A", args=("A", lib, workload, variant, q, ctrl_a_child, data_a))
+    pb = ctx.Process(target=_worker, name=f"bench-{lib}-B", args=("B", lib, workload, variant, q, ctrl_b_child, data_b))
+    procs = [pa, pb]
+    out = {"ok": False}
+    try:
+        for pr in procs:
+            pr.daemon = True
+            pr.start()
+        for c in [ctrl_a_child, ctrl_b_child] + to_close:
+            c.close()  # the children hold their own copies; EOF now reaches a peer whose partner died
+        # phase 1: both endpoints are set up (so nothing sent after "go" can miss a subscriber)
+        ready = _collect(ctrl_a, ctrl_b, p["setup_timeout"], "ready")
+        if "error" in ready:
+            out["error"], out["traceback"] = ready["error"], ready.get("traceback", "")
+            return out
+        out["pinning"] = ready
+        for _ in range(2):  # two lock-step rounds of adapter.connect()
+            ctrl_a.send("connect")
+            ctrl_b.send("connect")
+            conn = _collect(ctrl_a, ctrl_b, p["setup_timeout"], "connected")
+            if "error" in conn:
+                out["error"], out["traceback"] = conn["error"], conn.get("traceback", "")
+                return out
+        # phase 2: go (B first, so it is already waiting when A starts)
+        ctrl_b.send("go")
+        ctrl_a.send("go")
+        res = _collect(ctrl_a, ctrl_b, p["run_timeout"], "result", grace=2 * p["timeout"] + 5)
+        if "error" in res:
+            out["error"], out["traceback"] = res["error"], res.get("traceback", "")
+            return out
+        if workload == "pingpong":
+            rtt = array.array("q")
+            rtt.frombytes(res["A"]["rtt_ns"])
+            out.update(_latency_stats(rtt))
+            out["samples_rtt_ns"] = rtt.tolist()
+        else:
+            r = res["B"]
+            n = p["n_msgs"]
+            r["loss"] = n - r["count"]  # covers gaps and a truncated tail alike
+            out.update(r)
+            dt = (r["t_last"] - r["t_first"]) if r["t_first"] is not None else 0
+            out["msgs_per_s"] = (r["count"] - 1) / (dt / 1e9) if dt > 0 and r["count"] > 1 else 0.0
+            out["send_seconds"] = (res["A"]["send_t1"] - res["A"]["send_t0"]) / 1e9
+            if "undelivered" in res["A"]:
+                out["sender_undelivered"] = res["A"]["undelivered"]
+            if r["loss"] or r["disorder"]:
+                out["error"] = f"INVALID: lost {r['loss']}, out of order {r['disorder']} of {n}"
+                return out
+        out["ok"] = True
+        return out
+    except Exception as e:  # noqa: BLE001
+        out["error"] = f"{type(e).__name__}: {e}"
+        return out
+    finally:
+        for c in (ctrl_a, ctrl_b):
+            try:
+                c.send("exit")
+            except Exception:
+                pass
+        _stop(procs)
+        for c in (ctrl_a, ctrl_b):
+            c.close()
+        for i, pr in enumerate(procs):
+            if pr.exitcode not in (0, None) and out.get("ok"):
+                out.setdefault("warnings", []).append(f"{'AB'[i]} exit code {pr.exitcode}")
+
+
+def _collect(ctrl_a, ctrl_b, timeout, what, grace=None) -> dict:
+    """Wait (bounded) for message `what` from both A and B, whichever comes first.
+
+    Returns {"A": payload, "B": payload}, or {"error": ..., "traceback": ...} as soon as either
+    process reports an error, dies, or the deadline passes. With `grace`, once one process has
+    reported, the other gets at most `grace` more seconds (a sender stuck on a receiver that gave
+    up must not hold the run for the whole watchdog).
+    """
+    from multiprocessing.connection import wait
+
+    deadline = time.monotonic() + timeout
+    pending = {ctrl_a: "A", ctrl_b: "B"}
+    got = {}
+    while pending:
+        if got and grace is not None:  # the peer of a finished process should follow promptly
+            deadline = min(deadline, first_at + grace)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"error": f"timeout: process {'/'.join(sorted(pending.values()))} sent no {what!r}"
+                             f" within {timeout:.0f} s"}
+        for c in wait(list(pending), left):
+            role = pending.pop(c)
+            try:
+                msg = c.recv()
+            except (EOFError, OSError):
+                return {"error": f"process {role} died before sending {what!r}"}
+            if msg[0] != what:
+                return {"error": msg[1], "traceback": msg[2] if len(msg) > 2 else ""}
+            if not got:
+                first_at = time.monotonic()
+            got[role] = msg[1]
+    return got
+
+
+def _pct(sorted_vals, q):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+def _latency_stats(rtt) -> dict:
+    s = sorted(rtt)
+    oneway_us = lambda v: v / 2 / 1000.0  # noqa: E731
+    return {
+        "n": len(s),
+        "p50_us": oneway_us(_pct(s, 0.50)),
+        "p99_us": oneway_us(_pct(s, 0.99)),
+        "p999_us": oneway_us(_pct(s, 0.999)),
+        "min_us": oneway_us(s[0]) if s else float("nan"),
+        "max_us": oneway_us(s[-1]) if s else float("nan"),
+        "mean_us": oneway_us(statistics.fmean(s)) if s else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment, availability, reporting
+# ---------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu, virtualized = "unknown", None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                low = line.lower()
+                if low.startswith("model name") and cpu == "unknown":
+                    cpu = line.split(":", 1)[1].strip()
+                elif low.startswith("flags") and virtualized is None:
+                    virtualized = "hypervisor" in low.split(":", 1)[1].split()
+    except OSError:
+        pass
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        allowed = None
+    gov = None
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            gov = f.read().strip()
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "virtualized": virtualized,
+        "cpus_online": os.cpu_count(),
+        "cpus_allowed": allowed,
+        "scaling_governor": gov,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_executable": sys.executable,
+    }
+
+
+def check_available(lib: str):
+    """(version, None) if importable and usable, else (None, reason)."""
+    try:
+        if lib == "shmcomm":
+            import shmcomm
+
+            for attr in ("Publisher", "Subscriber"):
+                if not hasattr(shmcomm, attr):
+                    return None, f"shmcomm has no {attr}"
+            return getattr(shmcomm, "__version__", "unknown"), None
+        if lib == "zmq":
+            import zmq
+
+            if not hasattr(zmq.Socket, "recv_into"):
+                return None, f"pyzmq {zmq.__version__} lacks Socket.recv_into (needs >= 26.4)"
+            return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})", None
+        if lib == "iceoryx2":
+            import iceoryx2  # noqa: F401
+            from importlib.metadata import version
+
+            try:
+                return version("iceoryx2"), None
+            except Exception:
+                return "unknown", None
+        if lib == "pipe":
+            return f"multiprocessing (Python {platform.python_version()})", None
+    except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
+        return None, f"{type(e).__name__}: {e}"
+    return None, "unknown library"
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def _fmt_rate(v):
+    if v is None:
+        return "–"
+    return f"{v / 1e6:.3f} M" if v >= 1e6 else f"{v / 1e3:.1f} k"
+
+
+def summarize(runs: list, key: str):
+    vals = [r[key] for r in runs if r.get("ok") and r.get(key) is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def _cell(s, fmt):
+    if s is None:
+        return "–"
+    if s["n"] == 1:
+        return fmt(s["median"])
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
+def _ratio(s, ref):
+    if s is None or ref is None or not ref["median"]:
+        return "n/a"
+    return f"×{s['median'] / ref['median']:.2f}"
+
+
+def render_table(results: dict, order: list, skipped: dict) -> str:
+    lines = [
+        "| library | variant | p50 µs | p99 µs | p99.9 µs | p50 vs shmcomm | p99 vs shmcomm "
+        "| msgs/s | msgs/s vs shmcomm | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for lib in order:
+        if lib in skipped:
+            lines.append(f"| {LIB_LABEL[lib]} | – | skipped | | | | | | | {skipped[lib]} |")
+            continue
+        for variant in LIB_VARIANTS[lib]:
+            row = results.get((lib, variant))
+            if row is None:
+                continue
+            ref_variant = "blocking" if variant == "blocking-nospin" else variant
+            ref = results.get(("shmcomm", ref_variant), {})
+            pp, tp = row.get("pingpong", []), row.get("throughput", [])
+            ps = {k: summarize(pp, k) for k in ("p50_us", "p99_us", "p999_us")}
+            ts = summarize(tp, "msgs_per_s")
+            rps = {k: summarize(ref.get("pingpong", []), k) for k in ("p50_us", "p99_us")}
+            rts = summarize(ref.get("throughput", []), "msgs_per_s")
+            notes = []
+            for wl, runs in (("pingpong", pp), ("throughput", tp)):
+                bad = [r for r in runs if not r.get("ok")]
+                if bad:
+                    notes.append(f"{wl}: {len(bad)}/{len(runs)} failed ({bad[0].get('error', '?')})")
+            if tp and all(r.get("ok") for r in tp):
+                notes.append("loss 0")
+            lines.append(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                    LIB_LABEL[lib], variant,
+                    _cell(ps["p50_us"], _fmt), _cell(ps["p99_us"], _fmt), _cell(ps["p999_us"], _fmt),
+                    _ratio(ps["p50_us"], rps["p50_us"]), _ratio(ps["p99_us"], rps["p99_us"]),
+                    _cell(ts, _fmt_rate), _ratio(ts, rts),
+                    "; ".join(notes).replace("|", "/"),
+                )
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(LIBS),
+                    help=f"comma-separated subset of {','.join(LIBS)} (default: all)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="pingpong,throughput (default: both)")
+    ap.add_argument("--variants", default="all",
+                    help="comma-separated subset of busy-wait,blocking,blocking-nospin (default: all)")
+    ap.add_argument("--repeats", type=int, default=3, help="repetitions of every measurement (default 3)")
+    ap.add_argument("--rounds", type=int, default=20_000, help="timed ping-pong round trips (default 20000)")
+    ap.add_argument("--warmup", type=int, default=2_000, help="untimed warm-up round trips (default 2000)")
+    ap.add_argument("--messages", type=int, default=1_000_000, help="throughput messages (default 1000000)")
+    ap.add_argument("--depth", type=int, default=1024,
+                    help="queue depth for shmcomm num_slots and iceoryx2 buffer size (default 1024)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 repeat, 2000 rounds, 200 warm-up, 100000 messages")
+    ap.add_argument("--cores", default="0,1",
+                    help="cores for process A and B, e.g. 0,1; 'none' disables pinning (default 0,1)")
+    ap.add_argument("--timeout", type=float, default=5.0,
+                    help="bound of every single wait inside a worker, seconds (default 5)")
+    ap.add_argument("--run-timeout", type=float, default=None,
+                    help="watchdog for one whole measurement, seconds (default: derived from sizes)")
+    ap.add_argument("--start-method", choices=("spawn", "fork", "forkserver"), default="spawn")
+    ap.add_argument("--json", metavar="FILE", help="write all raw numbers (incl. every latency sample) here")
+    ap.add_argument("--no-samples", action="store_true", help="leave the per-message samples out of --json")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.repeats, a.rounds, a.warmup, a.messages = 1, 2_000, 200, 100_000
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    libs = [x.strip() for x in args.only.split(",") if x.strip()]
+    bad = [x for x in libs if x not in LIBS]
+    if bad:
+        print(f"unknown library in --only: {bad}; choose from {LIBS}", file=sys.stderr)
+        return 2
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if any(w not in WORKLOADS for w in workloads):
+        print(f"unknown workload in --workloads: {workloads}", file=sys.stderr)
+        return 2
+    want_variants = None if args.variants == "all" else {v.strip() for v in args.variants.split(",")}
+    cores = None if args.cores.lower() == "none" else [int(c) for c in args.cores.split(",")]
+    if cores is not None and len(cores) != 2:
+        print("--cores needs two core numbers (A,B) or 'none'", file=sys.stderr)
+        return 2
+    run_timeout = args.run_timeout or (60.0 + args.messages / 20_000 + (args.rounds + args.warmup) / 500)
+
+    info = machine_info()
+    cmd = shlex.join([sys.executable] + sys.argv)
+    print("# shmcomm pub/sub benchmark\n")
+    print(f"- command: `{cmd}`")
+    print(f"- cwd: `{os.getcwd()}`")
+    print(f"- CPU: {info['cpu']} ({info['cpus_online']} online, allowed {info['cpus_allowed']},"
+          f" governor {info['scaling_governor']}"
+          f"{', virtual machine (hypervisor flag)' if info['virtualized'] else ''})")
+    print(f"- kernel: {info['kernel']} ({info['machine']}); Python: {info['python']}")
+    print(f"- pinning: A on {cores[0] if cores else '-'}, B on {cores[1] if cores else '-'};"
+          f" start method {args.start_method}")
+    print(f"- message size {MSG_SIZE} B; ping-pong {args.rounds} round trips after {args.warmup} warm-up;"
+          f" throughput {args.messages} messages; repeats {args.repeats}; queue depth {args.depth};"
+          f" wait bound {args.timeout} s, watchdog {run_timeout:.0f} s per measurement")
+
+    versions, skipped = {}, {}
+    for lib in libs:
+        ver, why = check_available(lib)
+        if ver is None:
+            skipped[lib] = f"not importable: {why}"
+        else:
+            versions[lib] = ver
+    for lib in libs:
+        print(f"- {LIB_LABEL[lib]}: {versions.get(lib) or skipped[lib]}")
+    print(flush=True)
+
+    p = {
+        "rounds": args.rounds, "warmup": args.warmup, "n_msgs": args.messages, "depth": args.depth,
+        "timeout": args.timeout, "setup_timeout": max(30.0, 3 * args.timeout), "run_timeout": run_timeout,
+        "cores": cores, "ipc_dir": tempfile.mkdtemp(prefix="shmbench-"),  # for zmq's ipc:// files
+    }
+    ctx = mp.get_context(args.start_method)
+    results: dict = {}
+    t_start = time.monotonic()
+    for rep in range(args.repeats):
+        for lib in libs:
+            if lib in skipped:
+                continue
+            for variant in LIB_VARIANTS[lib]:
+                if want_variants is not None and variant not in want_variants:
+                    continue
+                for wl in workloads:
+                    t0 = time.monotonic()
+                    r = run_pair(ctx, lib, wl, variant, p)
+                    r["repeat"] = rep
+                    r["wall_s"] = round(time.monotonic() - t0, 3)
+                    results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
+                    if r.get("ok"):
+                        desc = (f"p50 {r['p50_us']:.2f} µs p99 {r['p99_us']:.2f} µs p99.9 {r['p999_us']:.2f} µs"
+                                if wl == "pingpong" else f"{r['msgs_per_s']:,.0f} msgs/s, loss {r['loss']}")
+                    else:
+                        desc = f"FAILED: {r.get('error')}"
+                    print(f"[{rep + 1}/{args.repeats}] {LIB_LABEL[lib]:>13} {variant:<15} {wl:<10} {desc}"
+                          f"  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+                    if not r.get("ok") and r.get("traceback"):
+                        print(r["traceback"], file=sys.stderr)
+    elapsed = time.monotonic() - t_start
+    shutil.rmtree(p["ipc_dir"], ignore_errors=True)
+
+    print("## Results\n")
+    print(render_table(results, libs, skipped))
+    print()
+    print("Latency = one-way (round trip / 2) per message, µs; msgs/s = counted by the receiver from its"
+          " first to its last message. Cells: median over repeats (min–max). 'vs shmcomm' = this row ÷"
+          " shmcomm's row of the same variant (blocking-nospin compares with shmcomm blocking): latency"
+          " above ×1 and msgs/s below ×1 mean slower than shmcomm. Throughput senders use each library's"
+          " lossless blocking send; a throughput run is valid only with loss 0.")
+    print(f"\n_total {elapsed:.0f} s_")
+
+    if args.json:
+        doc = {
+            "command": cmd, "argv": sys.argv, "args": vars(args), "machine": info, "versions": versions,
+            "skipped": skipped, "params": p, "message_size": MSG_SIZE, "elapsed_s": elapsed,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": [],
+        }
+        for (lib, variant), per_wl in results.items():
+            entry = {"library": lib, "variant": variant, "summary": {}, "runs": {}}
+            for wl, runs in per_wl.items():
+                if args.no_samples:
+                    runs = [{k: v for k, v in r.items() if k != "samples_rtt_ns"} for r in runs]
+                entry["runs"][wl] = runs
+                keys = ("p50_us", "p99_us", "p999_us", "mean_us") if wl == "pingpong" else ("msgs_per_s",)
+                entry["summary"][wl] = {k: summarize(runs, k) for k in keys}
+            doc["results"].append(entry)
+        with open(args.json, "w") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        print(f"\nraw numbers: {args.json}")
+    failed = any(not r.get("ok") for per in results.values() for runs in per.values() for r in runs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
