@@ -48,7 +48,15 @@ int shmc_segment_info(const char *os_name, shmc_segment_info_t *info)
     info->size = sizeof *info;
     shmi_channel_t ch;
     int rc = shmi_channel_attach(&ch, os_name, 0, 1);
-    if (rc) return rc;
+    if (rc) {
+        /* Unusable: still say who made it and whether that process lives, so tools can judge it. */
+        uint64_t start_time;
+        if (shmi_channel_creator(os_name, &info->creator_pid, &start_time) == 0 && info->creator_pid) {
+            info->creator_alive = shmi_process_alive(info->creator_pid, start_time);
+            info->stale = !info->creator_alive;
+        }
+        return rc;
+    }
     shmi_header_t *h = ch.header;
     info->pattern = ch.geometry.pattern;
     info->layout_version = SHMC_LAYOUT_VERSION;

@@ -132,6 +132,12 @@ static int pub_try_open(shmc_pub_t *pub, const char *os_name, const char *name,
             shmi_seg_unlink(os_name);
             return SHMC_EAGAIN;
         }
+        if ((rc == SHMC_EBADSEG || rc == SHMC_EVERSION || rc == SHMC_EMISMATCH) &&
+            shmi_channel_left_by_dead_creator(os_name)) {
+            /* Unusable and nobody alive made it: replace it (a live owner gets the error). */
+            shmi_seg_unlink(os_name);
+            return SHMC_EAGAIN;
+        }
         if (rc) return rc;
         if (shmi_channel_is_stale(&pub->ch, SHMI_ROLE_WRITER)) {
             /* Every publisher is dead, or the channel is closing: replace it with a new generation. */

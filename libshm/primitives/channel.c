@@ -94,7 +94,8 @@ int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern
     if (magic == 0) return SHMC_EAGAIN;
     if (magic != SHMI_MAGIC) return SHMC_EBADSEG;
     if (h->layout_version != SHMC_LAYOUT_VERSION) return SHMC_EVERSION;
-    if (pattern && h->pattern != pattern) return SHMC_EMISMATCH;
+    /* The pattern is part of the OS name: a header that disagrees with it is corrupt. */
+    if (pattern && h->pattern != pattern) return SHMC_EBADSEG;
     shmi_geometry_t g = {h->pattern, h->num_slots, h->slot_size, h->max_peers, h->flags};
     if (!shmi_pattern_prefix(g.pattern)) return SHMC_EBADSEG;
     if (shmi_geometry_check(&g)) return SHMC_EBADSEG;
@@ -174,6 +175,33 @@ int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role)
     if (atomic_load_explicit(&h->state, memory_order_acquire) != SHMI_STATE_READY) return 1;
     if (shmi_registry_count(&ch->registry, keeper_role) > 0) return 0;
     return !shmi_process_alive(h->creator_pid, h->creator_start_time);
+}
+
+int shmi_channel_creator(const char *os_name, int32_t *pid, uint64_t *start_time)
+{
+    /* creator_pid and creator_start_time sit in the first cache line of the header, where every
+     * layout version keeps them, and the creator writes them before the magic: enough to judge a
+     * segment whose other fields we cannot trust or that was never finished. */
+    shmi_segment_t seg;
+    int rc = shmi_seg_open(os_name, 1, &seg);
+    if (rc) return rc;
+    *pid = 0;
+    *start_time = 0;
+    if (seg.size >= SHMI_CACHE_LINE) {
+        const shmi_header_t *h = seg.base;
+        *pid = h->creator_pid;
+        *start_time = h->creator_start_time;
+    }
+    shmi_seg_close(&seg);
+    return 0;
+}
+
+int shmi_channel_left_by_dead_creator(const char *os_name)
+{
+    int32_t pid;
+    uint64_t start_time;
+    if (shmi_channel_creator(os_name, &pid, &start_time) != 0 || pid == 0) return 0;
+    return !shmi_process_alive(pid, start_time);
 }
 
 int shmi_channel_claim_replacement(shmi_channel_t *ch, uint32_t keeper_role)

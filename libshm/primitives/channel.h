@@ -55,6 +55,12 @@ int shmi_channel_close_if_last(shmi_channel_t *ch, uint32_t keeper_role);
 /* 1 if nothing keeps the channel alive: it is closed or replaced, or no live peer of keeper_role is
  * registered and its creator is dead (a live creator may be between creating and joining). */
 int shmi_channel_is_stale(shmi_channel_t *ch, uint32_t keeper_role);
+/* Reads the creator's identity from a segment that may not be attachable (corrupt, another layout
+ * version, or not initialised yet): 0 with *pid (0 if not written yet) and *start_time. */
+int shmi_channel_creator(const char *os_name, int32_t *pid, uint64_t *start_time);
+/* 1 if the segment os_name, which cannot be attached, was left by a creator that is dead: then it
+ * may be removed and replaced. */
+int shmi_channel_left_by_dead_creator(const char *os_name);
 /* Claims the replacement of a stale channel (state -> REPLACED) and unlinks its name; gives it back
  * if a live keeper joined meanwhile. 1 if ours. */
 int shmi_channel_claim_replacement(shmi_channel_t *ch, uint32_t keeper_role);

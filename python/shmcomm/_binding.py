@@ -99,7 +99,7 @@ EPEERS = lib.SHMC_EPEERS
 ESTALE = lib.SHMC_ESTALE
 
 _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
-    EINVAL: _e.SHMError,
+    EINVAL: _e.SHMValueError,
     ENAME: _e.SHMNameError,
     ENOENT: _e.SHMConnectionError,
     EACCES: _e.SHMPermissionError,

@@ -9,7 +9,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from . import _binding as b
-from .errors import SHMClosedError
+from .errors import SHMClosedError, SHMTypeError, SHMValueError
 from .log import logger
 
 # A blocking call waits in C for at most this long before Python gets control back (signals, close).
@@ -33,26 +33,29 @@ def timeout_to_ns(timeout: Optional[float], what: str = "timeout") -> int:
     if timeout is None:
         return -1
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
+        raise SHMTypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
     if not timeout >= 0:  # also catches NaN
-        raise ValueError(f"{what} must be >= 0 seconds or None (wait forever), got {timeout!r}")
+        raise SHMValueError(f"{what} must be >= 0 seconds or None (wait forever), got {timeout!r}")
     return int(timeout * 1e9)
 
 
 def check_int(value: Any, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+        raise SHMTypeError(f"{what} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{what} must be between {low} and {high}, got {value}")
+        raise SHMValueError(f"{what} must be between {low} and {high}, got {value}")
     return value
 
 
 def check_name(name: Any) -> bytes:
     if not isinstance(name, str):
-        raise TypeError(f"channel name must be a str, not {type(name).__name__}")
+        raise SHMTypeError(f"channel name must be a str, not {type(name).__name__}")
     if "\x00" in name:
         b.raise_error(b.ENAME, f"invalid channel name {name!r}", "it contains a NUL character")
-    return name.encode("utf-8", "surrogateescape")
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError:
+        b.raise_error(b.ENAME, f"invalid channel name {name!r}", "it is not valid Unicode (a lone surrogate)")
 
 
 class Endpoint:

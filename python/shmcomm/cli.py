@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__, library_version
+from .errors import SHMError
 from .segments import clean, list_segments, os_name, segment_info
 
 
@@ -96,7 +97,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.set_defaults(func=cmd_version)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SHMError as exc:
+        print(f"shmcomm {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,14 @@ class SHMError(Exception):
         self.code = code
 
 
+class SHMValueError(SHMError, ValueError):
+    """An argument has the right type but a wrong value (a size out of range, a negative timeout)."""
+
+
+class SHMTypeError(SHMError, TypeError):
+    """An argument has the wrong type (a str where a buffer is needed, a float where an int is)."""
+
+
 class SHMConnectionError(SHMError, ConnectionError):
     """A segment cannot be created or attached (missing, foreign, incompatible, no permission)."""
 
@@ -28,11 +36,11 @@ class SHMSerializationError(SHMError, ValueError):
     """An object could not be serialized, or received bytes could not be deserialized."""
 
 
-class SHMNameError(SHMError, ValueError):
+class SHMNameError(SHMValueError):
     """A channel name is invalid (empty, too long, control characters, '.' or '..' components)."""
 
 
-class SHMMessageSizeError(SHMError, ValueError):
+class SHMMessageSizeError(SHMValueError):
     """A message is larger than the channel's slot_size."""
 
 
@@ -54,6 +62,8 @@ class SHMStaleViewError(SHMError):
 
 __all__ = [
     "SHMError",
+    "SHMValueError",
+    "SHMTypeError",
     "SHMConnectionError",
     "SHMTimeoutError",
     "SHMBufferFullError",

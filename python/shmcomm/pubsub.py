@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from . import _binding as b
 from ._endpoint import Endpoint, check_int, check_name, timeout_to_ns
 from .errors import (SHMBufferFullError, SHMClosedError, SHMError, SHMSerializationError,
-                     SHMStaleViewError, SHMTimeoutError)
+                     SHMStaleViewError, SHMTimeoutError, SHMTypeError, SHMValueError)
 from .log import logger
 from .serialize import codec
 
@@ -26,12 +26,12 @@ def _as_buffer(payload: Any) -> Any:
     try:
         return ffi.from_buffer(payload)
     except TypeError:
-        raise TypeError(
+        raise SHMTypeError(
             f"send_bytes needs a bytes-like object (bytes, bytearray, memoryview, numpy array), not "
             f"{type(payload).__name__}; use send() to serialize other objects"
         ) from None
     except ValueError as exc:
-        raise ValueError(f"send_bytes needs a C-contiguous buffer ({exc}); pass numpy.ascontiguousarray(x)") from None
+        raise SHMValueError(f"send_bytes needs a C-contiguous buffer ({exc}); pass numpy.ascontiguousarray(x)") from None
 
 
 def _writable_nbytes(buffer: Any) -> int:
@@ -39,11 +39,11 @@ def _writable_nbytes(buffer: Any) -> int:
     try:
         view = memoryview(buffer)
     except TypeError:
-        raise TypeError(f"recv_into needs a writable buffer, not {type(buffer).__name__}") from None
+        raise SHMTypeError(f"recv_into needs a writable buffer, not {type(buffer).__name__}") from None
     if view.readonly:
-        raise TypeError(f"recv_into needs a writable buffer; this {type(buffer).__name__} is read-only")
+        raise SHMTypeError(f"recv_into needs a writable buffer; this {type(buffer).__name__} is read-only")
     if not view.c_contiguous:
-        raise ValueError("recv_into needs a C-contiguous buffer; pass numpy.ascontiguousarray(x)")
+        raise SHMValueError("recv_into needs a C-contiguous buffer; pass numpy.ascontiguousarray(x)")
     return view.nbytes
 
 
@@ -132,7 +132,7 @@ class Publisher(Endpoint):
         check_int(slot_size, "slot_size", 1, 1 << 30)
         check_int(max_peers, "max_peers", 2, 254)
         if mode not in _MODES:
-            raise ValueError(f"mode must be 0o600, 0o660 or 0o666, got {mode!r}")
+            raise SHMValueError(f"mode must be 0o600, 0o660 or 0o666, got {mode!r}")
         self._dumps, _ = codec(serialization)
         self.serialization = serialization
         self.num_slots = num_slots
@@ -161,9 +161,10 @@ class Publisher(Endpoint):
             b.ENOSPC: "free /dev/shm (python -m shmcomm clean) or enlarge it (Docker: --shm-size=1g)",
             b.EACCES: "the channel belongs to another user: run as that user, or have it created "
                       "with mode=0o660 and share a group",
-            b.EBADSEG: "the name holds a corrupt or foreign segment: remove it with "
-                       "shmcomm.force_unlink() or python -m shmcomm clean",
-            b.EVERSION: "a process of another shmcomm version owns the channel: upgrade both",
+            b.EBADSEG: "the name holds a corrupt or foreign segment whose creator is alive: stop it, or "
+                       "remove the segment with shmcomm.force_unlink() / python -m shmcomm clean",
+            b.EVERSION: "a live process of another shmcomm version owns the channel: use the same "
+                        "shmcomm version in every process",
             b.EPEERS: "too many processes use this channel: raise max_peers",
             b.EINVAL: "check num_slots * slot_size (at most 1 TiB in all)",
         }
@@ -218,7 +219,7 @@ class Publisher(Endpoint):
             lengths = array("Q", map(len, payloads))
             data = b"".join(payloads)
         except TypeError:
-            raise TypeError("send_many_bytes needs a sequence of bytes-like objects") from None
+            raise SHMTypeError("send_many_bytes needs a sequence of bytes-like objects") from None
         count = len(lengths)
         if count == 0:
             return 0
@@ -413,7 +414,7 @@ class Subscriber(Endpoint):
         raw_name = check_name(name)
         connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
         if connect_ns < 0:
-            raise ValueError("timeout_connect must be a number of seconds >= 0")
+            raise SHMValueError("timeout_connect must be a number of seconds >= 0")
         check_int(spin_us, "spin_us", 0, 1_000_000)
         _, self._loads = codec(serialization)
         self.serialization = serialization
@@ -442,8 +443,6 @@ class Subscriber(Endpoint):
         if rc == b.ENOENT:
             b.raise_error(rc, f"no publisher named {self.name!r} after {self.timeout_connect} s",
                           "start the Publisher first or raise timeout_connect")
-        if rc == b.EMISMATCH:
-            b.raise_error(rc, f"cannot subscribe to {self.name!r}", "the name belongs to another pattern")
         if rc:
             b.raise_error(rc, f"cannot subscribe to {self.name!r}",
                           "remove a corrupt segment with python -m shmcomm clean" if rc == b.EBADSEG else "")
@@ -528,7 +527,7 @@ class Subscriber(Endpoint):
             n, source = received, self._buffer
         if n > capacity:
             self._pending = bytes(source[0:n])
-            raise ValueError(f"recv_into: the message has {n} bytes but the buffer only {capacity}; "
+            raise SHMValueError(f"recv_into: the message has {n} bytes but the buffer only {capacity}; "
                              "it is kept and returned by the next receive")
         ffi.memmove(buffer, source, n)
         self._pending = None

@@ -8,6 +8,8 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from . import _binding as b
+from ._endpoint import check_name
+from .errors import SHMTypeError, SHMValueError
 from .log import logger
 
 ffi, lib = b.ffi, b.lib
@@ -16,6 +18,18 @@ SHM_DIR = "/dev/shm"
 PREFIX = "shmcomm_"
 _PATTERNS = {lib.SHMC_PATTERN_PUBSUB: "pubsub"}
 _STATES = {1: "ready", 2: "closed", 3: "replaced"}
+
+
+_CREATION_GRACE_S = 10.0
+
+
+def _age_seconds(os_name: str) -> float:
+    import time
+
+    try:
+        return time.time() - os.stat(os.path.join(SHM_DIR, os_name)).st_mtime
+    except OSError:
+        return 0.0
 
 
 class SegmentInfo(str):
@@ -52,6 +66,8 @@ def segment_info(os_name: str) -> SegmentInfo:
     raw.size = ffi.sizeof("shmc_segment_info_t")
     rc = lib.shmc_segment_info(os_name.encode("utf-8", "surrogateescape"), raw)
     info.error = None if rc == 0 else b.strerror(rc)
+    if rc == b.EAGAIN:
+        info.error = "header never completed (its creator died while creating it, or is creating it now)"
     info.pattern = _PATTERNS.get(raw.pattern, "unknown") if rc == 0 else "unknown"
     info.channel = ffi.string(raw.channel).decode("utf-8", "replace") if rc == 0 else ""
     info.creator_pid = int(raw.creator_pid)
@@ -65,7 +81,12 @@ def segment_info(os_name: str) -> SegmentInfo:
     info.state = _STATES.get(int(raw.state), "unknown")
     # Unreadable (corrupt, or a creator that died mid-creation) counts as stale, except when the
     # OS denied access: another user's live channel is not ours to judge.
-    info.stale = bool(raw.stale) if rc == 0 else rc != b.EACCES
+    if rc == 0 or raw.creator_pid:
+        info.stale = bool(raw.stale)  # judged by the creator's liveness, even for a broken header
+    else:
+        # Not even the creator's pid: a creation in its first microseconds, or garbage. Give a
+        # creator a few seconds; another user's segment (EACCES) is never ours to judge.
+        info.stale = rc != b.EACCES and _age_seconds(os_name) > _CREATION_GRACE_S
     return info
 
 
@@ -84,9 +105,9 @@ def force_unlink(name: str) -> bool:
     """Removes the segment with OS name ``name`` (e.g. ``"shmcomm_pub_sensors"``), live or not.
     Processes that have it mapped keep working on their mapping. True if it existed."""
     if not isinstance(name, str):
-        raise TypeError(f"force_unlink takes the segment's OS name as a str, not {type(name).__name__}")
+        raise SHMTypeError(f"force_unlink takes the segment's OS name as a str, not {type(name).__name__}")
     if not name.startswith(PREFIX):
-        raise ValueError(f"{name!r} is not a shmcomm segment name (they start with {PREFIX!r}); "
+        raise SHMValueError(f"{name!r} is not a shmcomm segment name (they start with {PREFIX!r}); "
                          "list them with shmcomm.list_segments()")
     rc = lib.shmc_segment_unlink(name.encode("utf-8", "surrogateescape"))
     if rc == b.ENOENT:
@@ -112,9 +133,9 @@ def os_name(name: str, pattern: str = "pubsub") -> str:
     """The OS object name of channel ``name`` for ``pattern``."""
     codes = {v: k for k, v in _PATTERNS.items()}
     if pattern not in codes:
-        raise ValueError(f"unknown pattern {pattern!r}: one of {', '.join(codes)}")
+        raise SHMValueError(f"unknown pattern {pattern!r}: one of {', '.join(codes)}")
     out = ffi.new("char[]", 256)
-    b.check(lib.shmc_os_name(name.encode("utf-8", "surrogateescape"), codes[pattern], out, 256),
+    b.check(lib.shmc_os_name(check_name(name), codes[pattern], out, 256),
             f"invalid channel name {name!r}")
     return ffi.string(out).decode()
 

@@ -684,10 +684,10 @@ static void test_corrupt_header(void)
     CORRUPT(h->registry_offset = 1u << 30, SHMC_EBADSEG);
     CORRUPT(h->ring_offset = 8, SHMC_EBADSEG);
     CORRUPT(h->slots_offset = saved.segment_bytes, SHMC_EBADSEG);
-    /* A header of another pattern is a mismatch for a subscriber, and unreadable for info. */
+    /* A header whose pattern disagrees with its OS name is corrupt. */
     memcpy(h, &saved, sizeof saved);
     h->pattern = 77;
-    CHECK_RC(shmi_channel_attach(&probe, c.os_name, SHMC_PATTERN_PUBSUB, 0), SHMC_EMISMATCH);
+    CHECK_RC(shmi_channel_attach(&probe, c.os_name, SHMC_PATTERN_PUBSUB, 0), SHMC_EBADSEG);
     CHECK_RC(shmc_segment_info(c.os_name, &info), SHMC_EBADSEG);
     /* A publisher refuses to take over a corrupt segment (it is not its to remove). */
     shmc_pub_t *pub = (shmc_pub_t *)&c;

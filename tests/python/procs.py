@@ -1,0 +1,328 @@
+"""Helpers for tests that run real separate processes.
+
+Child processes are started with the 'spawn' context (a fresh interpreter: nothing of the parent's
+shmcomm state is inherited). Their targets live here, in an importable module, and report back
+through multiprocessing queues; every wait has a deadline so a bug fails a test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import struct
+import sys
+import textwrap
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+CTX = mp.get_context("spawn")
+SEQ = struct.Struct("<Q")
+PAIR = struct.Struct("<QQ")  # (publisher id, sequence number)
+
+
+def pattern_payload(seq: int, size: int) -> bytes:
+    """A payload that is its 8-byte sequence number repeated: any tear (bytes of two messages, or a
+    half-written one) makes it inconsistent."""
+    reps, rest = divmod(size, 8)
+    word = SEQ.pack(seq)
+    return word * reps + word[:rest]
+
+
+def check_pattern(payload: bytes) -> Optional[int]:
+    """The sequence number of a pattern payload, or None if the payload is torn."""
+    if len(payload) < 8:
+        return None
+    seq = SEQ.unpack_from(payload)[0]
+    return seq if payload == pattern_payload(seq, len(payload)) else None
+
+
+class Children:
+    """Starts spawn-context processes; on exit kills (SIGKILL) and reaps those still running, so a
+    failing test never leaves processes behind."""
+
+    def __init__(self) -> None:
+        self.procs: List[Any] = []
+
+    def start(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        proc = CTX.Process(target=target, args=args, kwargs=kwargs, daemon=True)
+        proc.start()
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> "Children":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for proc in self.procs:
+            if proc.exitcode is None and proc.pid is not None:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+
+def get(queue: Any, timeout: float, what: str, kind: Optional[str] = None) -> Dict[str, Any]:
+    """The next event from a child (a dict with a "kind"), with a deadline and a clear failure; a
+    child's reported exception is raised here with its traceback."""
+    import queue as queue_module
+
+    try:
+        item = queue.get(timeout=timeout)
+    except queue_module.Empty:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+    if item.get("kind") == "error":
+        raise AssertionError(f"a child process failed while we waited for {what}:\n{item['error']}")
+    if kind is not None and item.get("kind") != kind:
+        raise AssertionError(f"expected a {kind!r} event ({what}), got {item!r}")
+    return item
+
+
+def join(proc: Any, timeout: float, what: str) -> int:
+    proc.join(timeout)
+    if proc.exitcode is None:
+        raise AssertionError(f"{what} (pid {proc.pid}) still running after {timeout} s")
+    return int(proc.exitcode)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.002) -> None:
+    """Polls a condition (something another process changes) until it holds, or fails."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(interval)
+
+
+def _run(events: Any, body: Callable[[], None]) -> None:
+    """Runs a child's body; an exception goes to the parent as an "error" event."""
+    try:
+        body()
+    except BaseException:
+        events.put({"kind": "error", "error": "".join(traceback.format_exception(*sys.exc_info()))})
+        raise SystemExit(1)
+
+
+# ---- targets ------------------------------------------------------------------------------------
+# Each reports through one queue, ``events``: {"kind": "ready" | "result" | ..., ...}, or "error".
+
+def lossless_subscriber(name: str, index: int, count: int, events: Any,
+                        timeout_connect: float = 10.0) -> None:
+    """Receives ``count`` sequence-numbered messages, checking each is the next one (from 0)."""
+    def body() -> None:
+        from shmcomm import Subscriber
+
+        with Subscriber(name, timeout_connect=timeout_connect) as sub:
+            events.put({"kind": "ready", "index": index, "pid": os.getpid()})
+            buf = bytearray(64)
+            received = out_of_order = 0
+            first = last = None
+            for expected in range(count):
+                n = sub.recv_into(buf, timeout=10.0)
+                if n is None:
+                    break
+                seq = SEQ.unpack_from(buf)[0]
+                if first is None:
+                    first = seq
+                out_of_order += seq != expected
+                last = seq
+                received += 1
+            stats = sub.stats()
+            events.put({"kind": "result", "index": index, "received": received,
+                        "out_of_order": out_of_order, "first": first, "last": last,
+                        "dropped": stats["dropped"], "stats_received": stats["received"]})
+    _run(events, body)
+
+
+def slow_subscriber(name: str, size: int, events: Any, total_q: Any) -> None:
+    """Overwrite mode, sleeps after every message. Checks every payload in full (no tear) and that
+    sequence numbers strictly increase; every 10th read uses latest(). After 300 reads it tells the
+    publisher to stop, learns how many were published, and reads on until the last one."""
+    def body() -> None:
+        from shmcomm import Subscriber
+
+        with Subscriber(name, timeout_connect=10.0, serialization="raw") as sub:
+            events.put({"kind": "ready"})
+            torn = not_increasing = reads = 0
+            previous = -1
+            total = None
+            while total is None or previous != total - 1:
+                latest = reads % 10 == 9
+                payload = sub.latest_bytes(timeout=10.0) if latest else sub.recv_bytes(timeout=10.0)
+                if payload is None:
+                    raise AssertionError(f"no message within 10 s (last sequence number {previous}, "
+                                         f"published {total})")
+                reads += 1
+                seq = check_pattern(payload)
+                if seq is None or len(payload) != size:
+                    torn += 1
+                    continue
+                not_increasing += seq <= previous
+                previous = seq
+                if reads == 300:
+                    events.put({"kind": "progress", "reads": reads})
+                    total = int(total_q.get(timeout=30))
+                time.sleep(0.0005)
+            stats = sub.stats()
+            events.put({"kind": "result", "reads": reads, "torn": torn, "not_increasing": not_increasing,
+                        "last": previous, "received": stats["received"], "dropped": stats["dropped"],
+                        "skipped": stats["skipped"]})
+    _run(events, body)
+
+
+def stalling_subscriber(name: str, stall_after: int, hold_view: bool, events: Any) -> None:
+    """Receives ``stall_after`` messages, then stops reading (optionally holding a zero-copy view,
+    which pins its slot in lossless mode), says so and waits to be killed."""
+    def body() -> None:
+        from shmcomm import Subscriber
+
+        sub = Subscriber(name, timeout_connect=10.0)
+        events.put({"kind": "ready", "pid": os.getpid()})
+        for _ in range(stall_after):
+            if sub.recv_bytes(timeout=10.0) is None:
+                raise AssertionError("the publisher stopped before we stalled")
+        view = sub.recv_view(timeout=10.0) if hold_view else None
+        events.put({"kind": "stalled", "holding_view": view is not None})
+        time.sleep(120)  # the parent SIGKILLs us long before
+    _run(events, body)
+
+
+def lossless_publisher(name: str, count: int, num_slots: int, subscribers: int, go: Any, done: Any,
+                       events: Any) -> None:
+    """Lossless publisher of ``count`` sequence-numbered 64-byte messages (block=True, 20 s timeout
+    per send), started once ``go`` is set and ``subscribers`` are attached. Stays until ``done``."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        with Publisher(name, num_slots=num_slots, slot_size=64, lossless=True) as pub:
+            events.put({"kind": "ready", "pid": os.getpid()})
+            if not go.wait(30):
+                raise AssertionError("never told to go")
+            wait_until(lambda: pub.stats()["subscribers"] >= subscribers, 30, "subscribers attach")
+            payload = bytearray(64)
+            start = time.monotonic()
+            for seq in range(count):
+                SEQ.pack_into(payload, 0, seq)
+                pub.send_bytes(payload, block=True, timeout=20.0)
+            events.put({"kind": "result", "sent": count, "seconds": time.monotonic() - start,
+                        "subscribers": pub.stats()["subscribers"]})
+            if not done.wait(60):
+                raise AssertionError("the parent never said it was done")
+    _run(events, body)
+
+
+def pattern_publisher(name: str, size: int, generation: int, count: Optional[int], events: Any,
+                      linger: Any) -> None:
+    """Lossless publisher of pattern payloads whose sequence number is (generation << 32) | seq:
+    ``count`` of them, or forever (until killed) if count is None. Starts sending once a subscriber
+    is attached; stays until ``linger`` is set."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        with Publisher(name, num_slots=16, slot_size=size, serialization="raw", lossless=True) as pub:
+            events.put({"kind": "ready", "pid": os.getpid(), "generation": generation})
+            wait_until(lambda: pub.stats()["subscribers"] >= 1, 30, "a subscriber attaches")
+            seq = 0
+            while count is None or seq < count:
+                pub.send_bytes(pattern_payload((generation << 32) | seq, size), block=True, timeout=30.0)
+                seq += 1
+            events.put({"kind": "result", "sent": seq})
+            if not linger.wait(30):
+                raise AssertionError("the parent never let us go")
+    _run(events, body)
+
+
+def multi_publisher(name: str, pub_id: int, count: int, go: Any, done: Any, events: Any) -> None:
+    """One of several publishers on one lossless channel: sends (pub_id, seq) pairs."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        with Publisher(name, num_slots=256, slot_size=64, lossless=True) as pub:
+            events.put({"kind": "ready", "pub_id": pub_id})
+            if not go.wait(30):
+                raise AssertionError("never told to go")
+            for seq in range(count):
+                pub.send_bytes(PAIR.pack(pub_id, seq), block=True, timeout=20.0)
+            events.put({"kind": "result", "pub_id": pub_id, "sent": count})
+            if not done.wait(60):
+                raise AssertionError("the parent never said it was done")
+    _run(events, body)
+
+
+def crashing_publisher(name: str, events: Any, num_slots: int = 8, slot_size: int = 256,
+                       mode: int = 0o600) -> None:
+    """Creates a Publisher, publishes one message, says so and waits to be SIGKILLed."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        pub = Publisher(name, num_slots=num_slots, slot_size=slot_size, mode=mode)
+        pub.send_bytes(b"before the crash")
+        events.put({"kind": "ready", "pid": os.getpid()})
+        time.sleep(120)
+    _run(events, body)
+
+
+def live_publisher(name: str, events: Any, stop: Any) -> None:
+    """A publisher that stays alive (sending one "hello") until ``stop`` is set."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        with Publisher(name) as pub:
+            pub.send("hello")
+            events.put({"kind": "ready", "pid": os.getpid()})
+            stop.wait(60)
+    _run(events, body)
+
+
+def as_nobody(name: str, what: str, events: Any) -> None:
+    """Drops root (uid/gid 65534), then opens a ``what`` ('subscriber' or 'publisher') on the
+    channel and reports the outcome (its exception's type, base classes and message)."""
+    def body() -> None:
+        import shmcomm
+
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        try:
+            if what == "subscriber":
+                with shmcomm.Subscriber(name, timeout_connect=1.0) as sub:
+                    events.put({"kind": "attached"})
+                    events.put({"kind": "result", "ok": True, "message": sub.recv(timeout=10.0)})
+            else:
+                with shmcomm.Publisher(name):
+                    events.put({"kind": "result", "ok": True})
+        except Exception as exc:
+            events.put({"kind": "result", "ok": False, "type": type(exc).__name__,
+                        "mro": [c.__name__ for c in type(exc).__mro__], "message": str(exc)})
+    _run(events, body)
+
+
+def kill_and_wait_zombie(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILLs pid and waits (without reaping it) until it is a zombie."""
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: process_state(pid) in ("Z", None), timeout, f"pid {pid} dies")
+
+
+def process_state(pid: int) -> Optional[str]:
+    """The state letter of /proc/<pid>/stat (R, S, Z, ...), None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def python_snippet(code: str) -> List[str]:
+    """argv running a dedented snippet with this interpreter."""
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SHMCOMM_LOG_LEVEL", None)
+    if extra:
+        env.update(extra)
+    return env
