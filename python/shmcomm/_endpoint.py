@@ -68,7 +68,18 @@ class Endpoint:
         self.name = name
         self._handle = None
         self._busy = 0
+        self._last_timeout: Any = None  # the last timeout converted, and its value in ns
+        self._last_ns = -1
         _live.add(self)
+
+    def _ns(self, timeout: Optional[float]) -> int:
+        """timeout_to_ns, remembered: loops pass the same timeout object every call, and the
+        conversion with its checks costs more than the C call it guards."""
+        if timeout is self._last_timeout:
+            return self._last_ns
+        ns = timeout_to_ns(timeout)
+        self._last_timeout, self._last_ns = timeout, ns
+        return ns
 
     # -- life cycle --------------------------------------------------------------------------
     @property

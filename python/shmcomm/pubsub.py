@@ -199,7 +199,7 @@ class Publisher(Endpoint):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = timeout_to_ns(timeout) if block else 0  # validated before anything is sent
+        ns = self._ns(timeout) if block else 0  # validated before anything is sent
         # First without waiting, whatever `block` says: the common case costs one C call.
         self._busy += 1
         rc = self._try_send(handle, buf, size)  # raises only for bad argument types, checked above
@@ -463,7 +463,7 @@ class Subscriber(Endpoint):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = 0 if timeout == 0 else timeout_to_ns(timeout)  # validates, also when a message is ready
+        ns = 0 if timeout == 0 else self._ns(timeout)  # validates, also when a message is ready
         self._busy += 1
         n = fn(handle, 0)  # first without waiting: the common case costs one C call
         self._busy -= 1
