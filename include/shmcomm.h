@@ -39,7 +39,7 @@ extern "C" {
 /* Library version, (major << 16) | (minor << 8) | patch, as returned by shmc_version(). */
 #define SHMC_VERSION 0x000100
 /* Version of the shared-memory layout; segments of another layout version are refused. */
-#define SHMC_LAYOUT_VERSION 1
+#define SHMC_LAYOUT_VERSION 2
 
 enum shmc_error {
     SHMC_OK = 0,
@@ -60,7 +60,10 @@ enum shmc_error {
     SHMC_EPEERS = -15,     /* the channel's peer registry is full */
     SHMC_ESTALE = -16,     /* a loaned view was overwritten while it was in use */
     SHMC_EOS = -17,        /* another OS error; shmc_last_os_error() gives errno/GetLastError */
-    SHMC_EEXIST = -18      /* the segment already exists (internal to creation races, rarely seen) */
+    SHMC_EEXIST = -18,     /* the segment already exists (internal to creation races, rarely seen) */
+    SHMC_EPEERDEAD = -19,  /* the peer the call waits on died (REQ/REP: the replier handling the request) */
+    SHMC_EEXPIRED = -20,   /* REQ/REP: the requester stopped waiting (timed out, cancelled or died): reply discarded */
+    SHMC_ESEQUENCE = -21   /* calls out of order: a reply with no request taken, a receive with no request sent */
 };
 
 /* Option flags (shmc_pub_options_t.flags). */
@@ -70,11 +73,17 @@ enum shmc_error {
 
 /* Channel patterns, as stored in a segment and reported by shmc_segment_info(). */
 enum shmc_pattern {
-    SHMC_PATTERN_PUBSUB = 1
+    SHMC_PATTERN_PUBSUB = 1,   /* OS names shmcomm_pub_* */
+    SHMC_PATTERN_REQREP = 2,   /* OS names shmcomm_req_* */
+    SHMC_PATTERN_PIPELINE = 3  /* PUSH/PULL; OS names shmcomm_push_* */
 };
 
 typedef struct shmc_pub shmc_pub_t;
 typedef struct shmc_sub shmc_sub_t;
+typedef struct shmc_push shmc_push_t;
+typedef struct shmc_pull shmc_pull_t;
+typedef struct shmc_req shmc_req_t;
+typedef struct shmc_rep shmc_rep_t;
 
 typedef struct shmc_pub_options {
     uint32_t size;        /* sizeof(shmc_pub_options_t); set by shmc_pub_options_init() */
@@ -85,11 +94,20 @@ typedef struct shmc_pub_options {
     uint32_t reserved;    /* must be 0 */
 } shmc_pub_options_t;
 
+/* Options of the endpoints that create a channel: the same fields (SHMC_LOSSLESS does not apply: work
+ * queues and request queues never lose a message). Defaults from their own init functions. */
+typedef shmc_pub_options_t shmc_push_options_t;
+typedef shmc_pub_options_t shmc_rep_options_t;
+
 typedef struct shmc_sub_options {
     uint32_t size;        /* sizeof(shmc_sub_options_t); set by shmc_sub_options_init() */
     uint32_t spin_us;     /* how long a receive spins before it sleeps on a futex; default 50 */
     int64_t connect_timeout_ns; /* how long open waits for a publisher; default 5 s, 0 = no wait */
 } shmc_sub_options_t;
+
+/* Options of the endpoints that attach to a channel: the same fields. */
+typedef shmc_sub_options_t shmc_pull_options_t;
+typedef shmc_sub_options_t shmc_req_options_t;
 
 /* Counters of one endpoint. Received + dropped + skipped = published since the subscriber attached. */
 typedef struct shmc_stats {
@@ -108,6 +126,12 @@ typedef struct shmc_stats {
     uint32_t subscribers;   /* live subscribers on the channel */
     int32_t publisher_alive; /* 1 if at least one publisher is alive */
     int32_t reserved;
+    /* appended for PUSH/PULL and REQ/REP (publishers/subscribers above count pushers/pullers and
+     * repliers/requesters there) */
+    uint64_t tail;          /* next position competing readers take: head - tail messages are queued */
+    uint64_t expired;       /* replier: requests and replies discarded because their requester stopped
+                               waiting; requester: requests given up (timeout or cancel) */
+    uint64_t restored;      /* messages given back to the queue because the reader taking them died */
 } shmc_stats_t;
 
 /* One entry of shmc_segment_info(). */
@@ -214,6 +238,88 @@ SHMC_API int shmc_sub_publisher_alive(shmc_sub_t *sub);
  * so views handed out earlier stay readable; every later call but close returns SHMC_ECLOSED. */
 SHMC_API int shmc_sub_detach(shmc_sub_t *sub);
 SHMC_API int shmc_sub_close(shmc_sub_t *sub);
+
+/* ---- PUSH/PULL: a work queue; each message goes to exactly one puller, none is lost ---- */
+
+SHMC_API void shmc_push_options_init(shmc_push_options_t *opts); /* 128 slots of 4096 bytes */
+SHMC_API void shmc_pull_options_init(shmc_pull_options_t *opts);
+
+/* Creates work queue `name`, or joins it as one more pusher (same num_slots, slot_size and flags, else
+ * SHMC_EMISMATCH); a stale queue (every pusher dead) is replaced. */
+SHMC_API int shmc_push_open(const char *name, const shmc_push_options_t *opts, shmc_push_t **out);
+/* Queues len bytes; waits up to timeout_ns while the queue is full (SHMC_EAGAIN with 0, SHMC_ETIMEDOUT). */
+SHMC_API int shmc_push_send(shmc_push_t *push, const void *data, size_t len, int64_t timeout_ns);
+/* shmc_push_send without waiting, in three arguments (the FFI fast path). */
+SHMC_API int shmc_push_try_send(shmc_push_t *push, const void *data, size_t len);
+/* Queues count messages packed back to back in data (message i is lens[i] bytes) in one call;
+ * *sent receives how many were queued. Each waits as shmc_push_send, all within one timeout_ns. */
+SHMC_API int shmc_push_send_many(shmc_push_t *push, const void *data, const uint64_t *lens, size_t count,
+                                 size_t *sent, int64_t timeout_ns);
+SHMC_API int shmc_push_stats(shmc_push_t *push, shmc_stats_t *stats);
+/* Leaves the queue; the last live pusher to leave closes it (pullers attached drain what is queued). */
+SHMC_API int shmc_push_close(shmc_push_t *push);
+
+/* Attaches to work queue `name`, waiting up to opts->connect_timeout_ns for a pusher to create it. */
+SHMC_API int shmc_pull_open(const char *name, const shmc_pull_options_t *opts, shmc_pull_t **out);
+/* Takes the oldest queued message into buf[cap] (SHMC_ETRUNC with *len set and nothing taken if cap is
+ * too small). Waits up to timeout_ns; follows a restarted pusher by itself. */
+SHMC_API int shmc_pull_recv(shmc_pull_t *pull, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+/* Takes the oldest queued message into the puller's own buffer (shmc_pull_buffer); returns its size
+ * or a negative SHMC_E* code. The buffer grows for a restarted pusher with larger slots. */
+SHMC_API int64_t shmc_pull_next(shmc_pull_t *pull, int64_t timeout_ns);
+SHMC_API int shmc_pull_buffer(shmc_pull_t *pull, const void **buf, size_t *cap);
+/* Takes up to max messages in one call into buf[cap], packed back to back, sizes in lens[], the number
+ * in *count. Waits up to timeout_ns for the first one only. */
+SHMC_API int shmc_pull_recv_many(shmc_pull_t *pull, void *buf, size_t cap, size_t *lens, size_t max,
+                                 size_t *count, int64_t timeout_ns);
+SHMC_API int shmc_pull_stats(shmc_pull_t *pull, shmc_stats_t *stats);
+/* 1 if at least one pusher of the queue is alive, else 0. */
+SHMC_API int shmc_pull_pusher_alive(shmc_pull_t *pull);
+SHMC_API int shmc_pull_close(shmc_pull_t *pull);
+
+/* ---- REQ/REP: each request is served by one replier; its reply goes back to the requester ---- */
+
+SHMC_API void shmc_rep_options_init(shmc_rep_options_t *opts); /* 16 slots of 8192 bytes */
+SHMC_API void shmc_req_options_init(shmc_req_options_t *opts);
+
+/* Creates service `name`, or joins it as one more replier sharing the requests (same geometry). */
+SHMC_API int shmc_rep_open(const char *name, const shmc_rep_options_t *opts, shmc_rep_t **out);
+/* Takes the next request into buf[cap] (SHMC_ETRUNC with *len set, nothing taken, if too small). It
+ * becomes the current request, which shmc_rep_send answers; taking the next one without answering
+ * leaves the previous requester to its timeout. Requests whose requester stopped waiting (timed out,
+ * cancelled, died) are skipped without being returned, and counted as expired. */
+SHMC_API int shmc_rep_recv(shmc_rep_t *rep, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+/* shmc_rep_recv into the replier's own buffer (shmc_rep_buffer); returns the size or a negative code. */
+SHMC_API int64_t shmc_rep_next(shmc_rep_t *rep, int64_t timeout_ns);
+SHMC_API int shmc_rep_buffer(shmc_rep_t *rep, const void **buf, size_t *cap);
+/* Answers the current request with len bytes (len <= slot_size). SHMC_EEXPIRED if its requester no
+ * longer waits (timed out or died): the reply is discarded and costs nothing more. SHMC_ESEQUENCE if
+ * no request is current. Never waits. */
+SHMC_API int shmc_rep_send(shmc_rep_t *rep, const void *data, size_t len);
+SHMC_API int shmc_rep_stats(shmc_rep_t *rep, shmc_stats_t *stats);
+SHMC_API int shmc_rep_close(shmc_rep_t *rep);
+
+/* Attaches to service `name`, waiting up to opts->connect_timeout_ns for a replier to create it. */
+SHMC_API int shmc_req_open(const char *name, const shmc_req_options_t *opts, shmc_req_t **out);
+/* Sends a request (waiting up to timeout_ns for room in the request queue). A request still pending
+ * is given up first: its reply, if it ever comes, is discarded. SHMC_EPEERDEAD if no replier lives. */
+SHMC_API int shmc_req_send(shmc_req_t *req, const void *data, size_t len, int64_t timeout_ns);
+/* Waits up to timeout_ns for the reply to the pending request and copies it into buf[cap]. On
+ * SHMC_ETIMEDOUT the request stays pending (call again to keep waiting). SHMC_EPEERDEAD as soon as
+ * the replier that took the request, or every replier, is dead; SHMC_ESEQUENCE if nothing is pending. */
+SHMC_API int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+/* shmc_req_recv into the requester's own buffer (shmc_req_buffer); returns the size or a negative code. */
+SHMC_API int64_t shmc_req_next(shmc_req_t *req, int64_t timeout_ns);
+SHMC_API int shmc_req_buffer(shmc_req_t *req, const void **buf, size_t *cap);
+/* Send, then wait for the reply into the own buffer, all within timeout_ns: the size of the reply or a
+ * negative code. On any failure the request is given up (a late reply is discarded). */
+SHMC_API int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t timeout_ns);
+/* Gives up the pending request (its reply, if it comes, is discarded). No-op if none. */
+SHMC_API int shmc_req_cancel(shmc_req_t *req);
+SHMC_API int shmc_req_stats(shmc_req_t *req, shmc_stats_t *stats);
+/* 1 if at least one replier of the service is alive, else 0. */
+SHMC_API int shmc_req_replier_alive(shmc_req_t *req);
+SHMC_API int shmc_req_close(shmc_req_t *req);
 
 /* SHMC_CDEF_END */
 

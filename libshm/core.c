@@ -29,6 +29,9 @@ const char *shmc_strerror(int code)
     case SHMC_ESTALE: return "a loaned message was overwritten while it was in use";
     case SHMC_EOS: return "operating-system error (see shmc_last_os_error)";
     case SHMC_EEXIST: return "the segment already exists";
+    case SHMC_EPEERDEAD: return "the peer serving this call died (the replier that took the request, or every replier)";
+    case SHMC_EEXPIRED: return "the requester no longer waits for this reply (it timed out, gave up or died): the reply was discarded";
+    case SHMC_ESEQUENCE: return "calls out of order (a reply with no request taken, or a receive with no request sent)";
     default: return "unknown shmcomm error code";
     }
 }
@@ -69,9 +72,9 @@ int shmc_segment_info(const char *os_name, shmc_segment_info_t *info)
     info->head = atomic_load_explicit(&ch.ring.ctrl->head, memory_order_acquire);
     info->session_id = ch.session_id;
     info->state = atomic_load_explicit(&h->state, memory_order_acquire);
-    info->publishers = shmi_registry_count(&ch.registry, SHMI_ROLE_WRITER);
-    info->subscribers = shmi_registry_count(&ch.registry, SHMI_ROLE_READER);
-    info->stale = shmi_channel_is_stale(&ch, SHMI_ROLE_WRITER);
+    info->publishers = shmi_registry_count(&ch.registry, SHMI_ROLE_KEEPER);
+    info->subscribers = shmi_registry_count(&ch.registry, SHMI_ROLE_FOLLOWER);
+    info->stale = shmi_channel_is_stale(&ch, SHMI_ROLE_KEEPER);
     /* The name in the segment is untrusted: copy at most its buffer and terminate it. */
     size_t n = strnlen(h->channel, sizeof h->channel - 1);
     memcpy(info->channel, h->channel, n);

@@ -14,8 +14,13 @@ static uint32_t stride_for(uint32_t slot_size)
 }
 
 typedef struct offsets {
-    uint64_t registry, ring, slots, total;
+    uint64_t registry, ring, slots, mailboxes, total;
 } offsets_t;
+
+uint32_t shmi_mailbox_stride(uint32_t slot_size)
+{
+    return (uint32_t)round_up((uint64_t)slot_size + SHMI_MAILBOX_HEADER_BYTES, SHMI_CACHE_LINE);
+}
 
 static offsets_t offsets_for(const shmi_geometry_t *g)
 {
@@ -25,6 +30,11 @@ static offsets_t offsets_for(const shmi_geometry_t *g)
     o.ring = round_up(o.ring, SHMI_CACHE_LINE);
     o.slots = o.ring + SHMI_RING_CTRL_BYTES;
     o.total = o.slots + (uint64_t)g->num_slots * stride_for(g->slot_size);
+    o.mailboxes = 0;
+    if (g->pattern == SHMC_PATTERN_REQREP) { /* one reply mailbox per registry entry */
+        o.mailboxes = o.total;
+        o.total += (uint64_t)g->max_peers * shmi_mailbox_stride(g->slot_size);
+    }
     return o;
 }
 
@@ -46,7 +56,9 @@ static void bind_views(shmi_channel_t *ch)
     ch->registry.peers = (shmi_peer_t *)(base + o.registry);
     ch->registry.max_peers = ch->geometry.max_peers;
     shmi_ring_init(&ch->ring, base + o.ring, base + o.slots, ch->geometry.num_slots,
-                   ch->geometry.slot_size, stride_for(ch->geometry.slot_size));
+                   ch->geometry.slot_size, stride_for(ch->geometry.slot_size),
+                   ch->geometry.pattern != SHMC_PATTERN_PUBSUB);
+    ch->mailboxes = o.mailboxes ? base + o.mailboxes : NULL;
 }
 
 int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *channel_name,
@@ -77,6 +89,7 @@ int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *cha
     h->registry_offset = o.registry;
     h->ring_offset = o.ring;
     h->slots_offset = o.slots;
+    h->mailbox_offset = o.mailboxes;
     snprintf(h->channel, sizeof h->channel, "%s", channel_name);
     for (uint32_t i = 0; i < g->max_peers; i++)
         atomic_store_explicit(&ch->registry.peers[i].cursor, UINT64_MAX, memory_order_relaxed);
@@ -102,7 +115,7 @@ int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern
     offsets_t o = offsets_for(&g);
     if (h->segment_bytes != o.total || o.total > mapped) return SHMC_EBADSEG;
     if (h->slot_stride != stride_for(g.slot_size) || h->registry_offset != o.registry ||
-        h->ring_offset != o.ring || h->slots_offset != o.slots)
+        h->ring_offset != o.ring || h->slots_offset != o.slots || h->mailbox_offset != o.mailboxes)
         return SHMC_EBADSEG;
     *out = g;
     return 0;

@@ -27,8 +27,12 @@ typedef struct shmi_channel {
     shmi_ring_t ring;
     shmi_geometry_t geometry; /* validated copy: never re-read from the segment */
     uint64_t session_id;
+    unsigned char *mailboxes; /* REQ/REP: max_peers mailboxes of shmi_mailbox_stride bytes; else NULL */
     char os_name[SHMI_OS_NAME_CAP];
 } shmi_channel_t;
+
+/* Bytes per REQ/REP reply mailbox for slot_size (header and payload, cache-line aligned). */
+uint32_t shmi_mailbox_stride(uint32_t slot_size);
 
 /* Checks a geometry given by a caller (SHMC_EINVAL when out of range). */
 int shmi_geometry_check(const shmi_geometry_t *g);

@@ -4,7 +4,10 @@
  *   offset 0              header (512 B): identity, geometry, state, channel name
  *   registry_offset       max_peers peer entries, 64 B each
  *   ring_offset           ring control: head, data wait word, space wait word, tail (4 lines)
- *   slots_offset          num_slots slots of slot_stride bytes: [seq u64][len u32][pad u32][payload]
+ *   slots_offset          num_slots slots of slot_stride bytes:
+ *                           [seq u64][len u32][route u32][tag u64][reserved u64][payload]
+ *   mailbox_offset        REQ/REP only: max_peers reply mailboxes of mailbox_stride bytes:
+ *                           [word u64][len u32][pad] (a line), [wait word] (a line), [payload]
  *
  * Every field has a fixed width and explicit padding, so 32- and 64-bit processes agree. Every value
  * read from a segment is validated (segment.c) before it is used as a size, an offset or an index.
@@ -20,7 +23,8 @@
 #define SHMI_HEADER_BYTES 512
 #define SHMI_PEER_BYTES 64
 #define SHMI_RING_CTRL_BYTES 256
-#define SHMI_SLOT_HEADER_BYTES 16
+#define SHMI_SLOT_HEADER_BYTES 32
+#define SHMI_MAILBOX_HEADER_BYTES 128
 #define SHMI_MAX_SLOTS (1u << 24)
 #define SHMI_MAX_SLOT_SIZE (1u << 30)
 #define SHMI_MAX_PEERS 254u /* peer indices 0..253 fit the 8-bit owner field of a slot word */
@@ -46,10 +50,13 @@ typedef struct shmi_header {
     uint64_t registry_offset;
     uint64_t ring_offset;
     uint64_t slots_offset;
-    uint8_t pad1[40];
+    uint64_t mailbox_offset; /* REQ/REP: the reply mailboxes; 0 for other patterns */
+    uint8_t pad1[32];
     /* line 2: lifecycle */
     _Atomic uint32_t state; /* enum shmi_state */
-    uint8_t pad2[60];
+    uint32_t pad2a;
+    _Atomic uint64_t tickets; /* REQ/REP: each requester's join takes one, the prefix of its request ids */
+    uint8_t pad2[48];
     /* lines 3..6 */
     char channel[256]; /* the user's name, NUL-terminated, for inspection only */
     uint8_t pad3[64];
@@ -79,20 +86,33 @@ typedef struct shmi_ring_ctrl {
     shmi_waitword_t data;  /* readers sleep here; writers wake after publishing */
     shmi_waitword_t space; /* lossless writers sleep here; readers wake after advancing */
     _Atomic uint64_t tail; /* competing readers' shared cursor (work queues); unused by broadcast */
-    uint8_t pad3[SHMI_CACHE_LINE - 8];
+    _Atomic uint64_t restored; /* competing readers: messages given back by dead readers, not retaken */
+    uint8_t pad3[SHMI_CACHE_LINE - 16];
 } shmi_ring_ctrl_t;
 
 typedef struct shmi_slot {
     _Atomic uint64_t seq; /* the slot word, see ring.h */
     _Atomic uint32_t len;
-    uint32_t pad;
+    _Atomic uint32_t route; /* REQ/REP: the requester's registry index */
+    _Atomic uint64_t tag;   /* REQ/REP: the request id the reply must carry */
+    uint64_t reserved;
     /* payload follows */
 } shmi_slot_t;
+
+/* REQ/REP: the reply mailbox of the requester with the same registry index (see reqrep.c). */
+typedef struct shmi_mailbox {
+    _Atomic uint64_t word; /* request id, owner and state, one atomic word */
+    _Atomic uint32_t len;
+    uint8_t pad[SHMI_CACHE_LINE - 12];
+    shmi_waitword_t wait;  /* the requester sleeps here for its reply */
+    /* payload follows */
+} shmi_mailbox_t;
 
 _Static_assert(sizeof(shmi_header_t) == SHMI_HEADER_BYTES, "header size");
 _Static_assert(sizeof(shmi_peer_t) == SHMI_PEER_BYTES, "peer size");
 _Static_assert(sizeof(shmi_ring_ctrl_t) == SHMI_RING_CTRL_BYTES, "ring control size");
 _Static_assert(sizeof(shmi_slot_t) == SHMI_SLOT_HEADER_BYTES, "slot header size");
+_Static_assert(sizeof(shmi_mailbox_t) == SHMI_MAILBOX_HEADER_BYTES, "mailbox header size");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "atomic widths");
 
 #endif

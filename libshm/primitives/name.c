@@ -12,6 +12,8 @@ const char *shmi_pattern_prefix(uint32_t pattern)
 {
     switch (pattern) {
     case SHMC_PATTERN_PUBSUB: return "pub";
+    case SHMC_PATTERN_REQREP: return "req";
+    case SHMC_PATTERN_PIPELINE: return "push";
     default: return NULL;
     }
 }

@@ -10,7 +10,10 @@
 
 #include <stdint.h>
 
-enum shmi_role { SHMI_ROLE_WRITER = 1, SHMI_ROLE_READER = 2, SHMI_ROLE_REAPING = 0xFF };
+/* Keepers keep a channel alive: they create it, the last one to leave closes it, and a channel whose
+ * keepers are all dead is stale (publishers, pushers, repliers). Followers attach to it and follow it
+ * when a keeper restarts it (subscribers, pullers, requesters). */
+enum shmi_role { SHMI_ROLE_KEEPER = 1, SHMI_ROLE_FOLLOWER = 2, SHMI_ROLE_REAPING = 0xFF };
 
 typedef struct shmi_registry {
     shmi_peer_t *peers;

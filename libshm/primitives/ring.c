@@ -11,9 +11,12 @@ static inline shmi_slot_t *slot_at(shmi_ring_t *ring, uint64_t pos)
     return (shmi_slot_t *)(ring->slots + index * ring->slot_stride);
 }
 
+shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos) { return slot_at(ring, pos); }
+
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride)
+                    uint32_t slot_size, uint32_t slot_stride, int competing)
 {
+    ring->competing = competing;
     ring->ctrl = ctrl;
     ring->slots = slots;
     ring->num_slots = num_slots;
@@ -63,17 +66,20 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
                 help_head(ring, pos); /* pos is claimed but head was not moved yet */
                 continue;
             }
-            if (shmi_word_writing(word)) {
-                *blocker = word; /* an earlier lap is still being written here */
+            if (held + ring->num_slots != pos) return SHMC_EBADSEG;
+            uint32_t state = shmi_word_state(word);
+            if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING) {
+                *blocker = word; /* an earlier writer, or a competing reader, still holds the slot */
                 return SHMC_EAGAIN;
             }
-            free_slot = held + ring->num_slots == pos;
-            if (!free_slot) return SHMC_EBADSEG;
+            /* A competing reader has not taken the message a lap back yet: the queue is full. */
+            if (ring->competing && state == SHMI_SLOT_READY) return SHMC_EAGAIN;
+            free_slot = 1;
         }
         if (!free_slot) return SHMC_EBADSEG;
         /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
          * every reader access that preceded the publication of the slot we overwrite. */
-        if (atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word_claimed(pos, owner),
+        if (atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word(pos, owner, SHMI_SLOT_WRITING),
                                                     memory_order_acq_rel, memory_order_relaxed)) {
             /* Seqlock writer side: the "writing" word must be visible before any payload byte. */
             atomic_thread_fence(memory_order_release);
@@ -90,7 +96,7 @@ void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len)
     shmi_slot_t *slot = slot_at(ring, pos);
     atomic_store_explicit(&slot->len, len, memory_order_relaxed);
     /* Release: the payload and len are visible to any reader that sees the complete word. */
-    atomic_store_explicit(&slot->seq, shmi_word_complete(pos, 0), memory_order_release);
+    atomic_store_explicit(&slot->seq, shmi_word(pos, 0, SHMI_SLOT_READY), memory_order_release);
     shmi_waitword_wake(&ring->ctrl->data);
     /* A writer lapping this slot sleeps on `space` until we complete it, and in overwrite mode no
      * reader ever wakes that word: without this it would sleep out a whole maintenance slice.
@@ -100,27 +106,147 @@ void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len)
         shmi_waitword_wake(&ring->ctrl->space);
 }
 
-int shmi_ring_abandon(shmi_ring_t *ring, uint64_t pos, uint64_t claimed)
+static void help_tail(shmi_ring_t *ring, uint64_t from)
 {
-    shmi_slot_t *slot = slot_at(ring, pos);
-    uint64_t expected = claimed;
-    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &expected,
-                                                 shmi_word_complete(pos, SHMI_OWNER_ABANDONED),
+    uint64_t expected = from;
+    /* As help_head: failure means another reader moved tail past `from` already. */
+    atomic_compare_exchange_strong_explicit(&ring->ctrl->tail, &expected, from + 1,
+                                            memory_order_acq_rel, memory_order_relaxed);
+}
+
+int shmi_ring_recover(shmi_ring_t *ring, uint64_t claim)
+{
+    if (!shmi_word_busy(claim)) return 0;
+    uint64_t pos = shmi_word_pos(claim);
+    int reading = shmi_word_state(claim) == SHMI_SLOT_READING;
+    uint64_t to = reading ? shmi_word(pos, SHMI_OWNER_RESTORED, SHMI_SLOT_READY)
+                          : shmi_word(pos, SHMI_OWNER_ABANDONED, SHMI_SLOT_FREE);
+    uint64_t expected = claim;
+    if (!atomic_compare_exchange_strong_explicit(&slot_at(ring, pos)->seq, &expected, to,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return 0;
+    /* A restored message may sit behind tail: readers that find nothing at tail look for it while
+     * this count is positive. seq_cst: the count is visible before the wake below. */
+    if (reading) atomic_fetch_add_explicit(&ring->ctrl->restored, 1, memory_order_seq_cst);
     shmi_waitword_wake(&ring->ctrl->data);
     shmi_waitword_wake(&ring->ctrl->space);
     return 1;
 }
 
-void shmi_ring_abandon_owner(shmi_ring_t *ring, uint32_t owner)
+void shmi_ring_recover_owner(shmi_ring_t *ring, uint32_t owner)
 {
     for (uint64_t i = 0; i < ring->num_slots; i++) {
         shmi_slot_t *slot = (shmi_slot_t *)(ring->slots + i * ring->slot_stride);
         uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        if (word && shmi_word_writing(word) && shmi_word_owner(word) == owner)
-            shmi_ring_abandon(ring, shmi_word_pos(word), word);
+        if (shmi_word_busy(word) && shmi_word_owner(word) == owner) shmi_ring_recover(ring, word);
     }
+}
+
+/* Takes `pos`, whose slot word was `word` (READY at pos), for reader `owner` if it fits in cap:
+ * 1 taken, 0 another reader was first, SHMC_ETRUNC too large (t->len set). */
+static int take_at(shmi_ring_t *ring, uint64_t pos, uint64_t word, uint32_t owner, size_t cap,
+                   shmi_take_t *t)
+{
+    shmi_slot_t *slot = slot_at(ring, pos);
+    /* The length was stored before the READY word we loaded with acquire; if the slot changes
+     * after this load, the CAS below fails. */
+    uint32_t len = atomic_load_explicit(&slot->len, memory_order_relaxed);
+    if (len > ring->slot_size) len = ring->slot_size; /* never trust the segment */
+    if (len > cap) {
+        t->len = len;
+        return SHMC_ETRUNC;
+    }
+    /* acq_rel: acquire pairs with the writer's release in shmi_ring_publish (the payload is
+     * complete); the claim names us, so our death is recoverable from this word alone. */
+    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &word,
+                                                 shmi_word(pos, owner, SHMI_SLOT_READING),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    t->restored = shmi_word_owner(word) == SHMI_OWNER_RESTORED;
+    if (t->restored) atomic_fetch_sub_explicit(&ring->ctrl->restored, 1, memory_order_relaxed);
+    t->pos = pos;
+    t->len = len;
+    return 1;
+}
+
+/* Restored messages are rare (a reader died holding one): look for them in the whole ring. */
+static int take_restored(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t)
+{
+    if (atomic_load_explicit(&ring->ctrl->restored, memory_order_seq_cst) == 0) return 0;
+    for (uint64_t i = 0; i < ring->num_slots; i++) {
+        shmi_slot_t *slot = (shmi_slot_t *)(ring->slots + i * ring->slot_stride);
+        uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        if (!word || shmi_word_state(word) != SHMI_SLOT_READY ||
+            shmi_word_owner(word) != SHMI_OWNER_RESTORED)
+            continue;
+        uint64_t pos = shmi_word_pos(word);
+        if (slot_at(ring, pos) != slot) continue; /* never trust the segment */
+        int rc = take_at(ring, pos, word, owner, cap, t);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t)
+{
+    t->blocker = 0;
+    t->abandoned = 0;
+    t->restored = 0;
+    for (uint64_t round = 0; round < 4 * ring->num_slots + 1024; round++) {
+        uint64_t pos = atomic_load_explicit(&ring->ctrl->tail, memory_order_acquire);
+        uint64_t word = atomic_load_explicit(&slot_at(ring, pos)->seq, memory_order_acquire);
+        uint64_t held = word ? shmi_word_pos(word) : 0;
+        if (word == 0 || held < pos) break; /* nothing written at tail yet */
+        if (held > pos) {
+            /* The slot was reused a lap later: pos was taken and tail lags (its helpers were
+             * preempted). */
+            help_tail(ring, pos);
+            continue;
+        }
+        int rc;
+        switch (shmi_word_state(word)) {
+        case SHMI_SLOT_READY:
+            rc = take_at(ring, pos, word, owner, cap, t);
+            if (rc == 1) {
+                help_tail(ring, pos);
+                return 0;
+            }
+            if (rc == SHMC_ETRUNC) return rc;
+            continue; /* another reader took it first */
+        case SHMI_SLOT_WRITING:
+            t->blocker = word;
+            goto none_at_tail;
+        case SHMI_SLOT_FREE:
+            /* Abandoned positions are counted once, by the reader whose help moves tail past. */
+            if (shmi_word_owner(word) == SHMI_OWNER_ABANDONED) {
+                uint64_t expected = pos;
+                if (atomic_compare_exchange_strong_explicit(&ring->ctrl->tail, &expected, pos + 1,
+                                                            memory_order_acq_rel,
+                                                            memory_order_relaxed))
+                    t->abandoned++;
+                continue;
+            }
+            help_tail(ring, pos);
+            continue;
+        default: /* READING: another reader has it */
+            help_tail(ring, pos);
+            continue;
+        }
+    }
+none_at_tail:;
+    int rc = take_restored(ring, owner, cap, t);
+    if (rc == 1) return 0;
+    return rc == SHMC_ETRUNC ? rc : SHMC_EAGAIN;
+}
+
+void shmi_ring_release(shmi_ring_t *ring, uint64_t pos)
+{
+    /* Release: our copy-out is complete before a writer that sees FREE reuses the slot. */
+    atomic_store_explicit(&slot_at(ring, pos)->seq, shmi_word(pos, 0, SHMI_SLOT_FREE),
+                          memory_order_release);
+    /* Full-queue writers sleep on `space`; the fence in the wake orders our store before its
+     * sleeper check (the sleeper side is in shmi_wait). */
+    shmi_waitword_wake(&ring->ctrl->space);
 }
 
 enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word_out,
@@ -134,8 +260,9 @@ enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word_ou
     uint64_t held = shmi_word_pos(word);
     if (held < pos) return SHMI_PEEK_EMPTY;
     if (held > pos) return SHMI_PEEK_OVERRUN;
-    if (shmi_word_writing(word)) return SHMI_PEEK_EMPTY;
-    if (shmi_word_owner(word) == SHMI_OWNER_ABANDONED) return SHMI_PEEK_ABANDONED;
+    uint32_t state = shmi_word_state(word);
+    if (state == SHMI_SLOT_WRITING) return SHMI_PEEK_EMPTY;
+    if (state != SHMI_SLOT_READY) return SHMI_PEEK_ABANDONED; /* FREE; READING only if corrupt */
     uint32_t n = atomic_load_explicit(&slot->len, memory_order_relaxed);
     if (n > ring->slot_size) return SHMI_PEEK_ABANDONED; /* never trust the segment */
     *len = n;

@@ -1,17 +1,28 @@
 /*
  * The slot ring: num_slots fixed-size slots, each with a 64-bit slot word that says which position
- * it holds and whether that message is complete, being written (and by whom), or abandoned.
+ * it holds and in which state, and who is working on it:
  *
- *   slot word = ((pos + 1) << 9) | (owner << 1) | writing      (0 = never written)
- *     writing = 1: the writer whose registry index is `owner` is filling position pos
- *     writing = 0, owner = 0: position pos is complete
- *     writing = 0, owner = SHMI_OWNER_ABANDONED: position pos was lost (its writer died)
+ *   slot word = ((pos + 1) << 10) | (owner << 2) | state          (0 = never written)
+ *     READY    the message at pos is complete (owner 0; SHMI_OWNER_RESTORED if a dead reader gave it back)
+ *     WRITING  the writer whose registry index is `owner` is filling position pos
+ *     READING  the competing reader `owner` has taken position pos and is copying it out
+ *     FREE     position pos holds no message: taken and copied out (owner 0), or lost because its
+ *              writer died (owner SHMI_OWNER_ABANDONED)
  *
- * A writer claims a position by CAS-ing the slot word from "complete/abandoned at pos - N" (or 0) to
- * "writing pos, owner me": the claim and the claimant's identity are one atomic word, so a waiter
- * can always tell who holds a stuck slot. `head` is only a hint that every writer helps forward.
- * Readers are wait-free and never write to the ring: a broadcast reader keeps a private cursor, reads
- * the slot word, copies, and re-checks the word (a seqlock) so a lapped copy is never delivered.
+ * A writer claims a position by CAS-ing the slot word from "done with pos - N" (or 0) to
+ * "WRITING pos, owner me": the claim and the claimant's identity are one atomic word, so a waiter
+ * can always tell who holds a stuck slot and, if that process is dead, recover it. `head` is only a
+ * hint that every writer helps forward.
+ *
+ * Two kinds of readers:
+ *  - broadcast (PUB/SUB): each keeps a private cursor and never writes to the ring; it reads the slot
+ *    word, copies, and re-checks the word (a seqlock) so a lapped copy is never delivered. Writers
+ *    reuse a slot once it is READY or FREE (lossless publishers also respect the readers' cursors).
+ *  - competing (PUSH/PULL, REQ/REP requests): each message goes to exactly one reader. A reader takes
+ *    the position at `tail` by CAS-ing its word READY -> READING(me), copies it out, then marks it
+ *    FREE; writers reuse only FREE slots, so nothing is lost. A reader that dies holding a slot is
+ *    detected by its owner index: the slot goes back to READY (marked RESTORED, counted in
+ *    ctrl->restored) and another reader takes it, even though `tail` has moved past it.
  */
 #ifndef SHMI_RING_H
 #define SHMI_RING_H
@@ -21,7 +32,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SHMI_OWNER_ABANDONED 0xFFu
+#define SHMI_OWNER_ABANDONED 0xFFu /* FREE: the writer died while writing */
+#define SHMI_OWNER_RESTORED 0xFEu  /* READY: a reader died while reading; taken again */
+
+enum shmi_slot_state { SHMI_SLOT_READY = 0, SHMI_SLOT_WRITING = 1, SHMI_SLOT_READING = 2, SHMI_SLOT_FREE = 3 };
 
 typedef struct shmi_ring {
     shmi_ring_ctrl_t *ctrl;
@@ -30,6 +44,7 @@ typedef struct shmi_ring {
     uint64_t mask; /* num_slots - 1 when a power of two, else 0 */
     uint32_t slot_size;
     uint32_t slot_stride;
+    int competing; /* readers share `tail` (work queues) instead of keeping private cursors */
 } shmi_ring_t;
 
 /* What a reader finds at a position. */
@@ -41,34 +56,57 @@ enum shmi_peek {
 };
 
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride);
+                    uint32_t slot_size, uint32_t slot_stride, int competing);
 
-static inline uint64_t shmi_word_pos(uint64_t word) { return (word >> 9) - 1; } /* word != 0 */
-static inline uint32_t shmi_word_owner(uint64_t word) { return (uint32_t)(word >> 1) & 0xFFu; }
-static inline int shmi_word_writing(uint64_t word) { return (int)(word & 1u); }
-static inline uint64_t shmi_word_complete(uint64_t pos, uint32_t owner)
+static inline uint64_t shmi_word_pos(uint64_t word) { return (word >> 10) - 1; } /* word != 0 */
+static inline uint32_t shmi_word_owner(uint64_t word) { return (uint32_t)(word >> 2) & 0xFFu; }
+static inline uint32_t shmi_word_state(uint64_t word) { return (uint32_t)(word & 3u); }
+static inline uint64_t shmi_word(uint64_t pos, uint32_t owner, uint32_t state)
 {
-    return ((pos + 1) << 9) | ((uint64_t)owner << 1);
+    return ((pos + 1) << 10) | ((uint64_t)owner << 2) | state;
 }
-static inline uint64_t shmi_word_claimed(uint64_t pos, uint32_t owner)
+/* 1 if the word is a claim (WRITING or READING) that a living process must finish. */
+static inline int shmi_word_busy(uint64_t word)
 {
-    return shmi_word_complete(pos, owner) | 1u;
+    uint32_t state = shmi_word_state(word);
+    return word != 0 && (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING);
 }
 
 /* Writer: claims the next position if it is below `limit` (lossless: slowest cursor + num_slots).
- * Returns 0 with *pos; SHMC_EAGAIN if the ring is full up to limit, or (with *blocker set to its
- * slot word) if an earlier writer is still filling the slot; SHMC_EBADSEG if the slot words are
+ * Returns 0 with *pos; SHMC_EAGAIN if the ring is full (up to limit, or a competing reader has not
+ * taken the message a lap back yet), with *blocker set to the slot word when a claim by another
+ * process (an earlier writer, a reader) holds the slot; SHMC_EBADSEG if the slot words are
  * inconsistent (a corrupt segment). */
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos,
                     uint64_t *blocker);
 void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos);
 /* Writer: completes a claimed position with len payload bytes (release), then wakes readers. */
 void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len);
-/* Marks position `pos` abandoned if its slot word still equals `claimed` (its writer is dead).
- * Returns 1 if this call did it. */
-int shmi_ring_abandon(shmi_ring_t *ring, uint64_t pos, uint64_t claimed);
-/* Abandons every slot that writer `owner` is filling (called when its dead entry is reaped). */
-void shmi_ring_abandon_owner(shmi_ring_t *ring, uint32_t owner);
+/* Recovers the slot of a claim whose process is dead (or that its owner gives up), if the slot word
+ * still equals `claim`: a WRITING claim becomes FREE (abandoned: readers skip it), a READING claim
+ * becomes READY again (restored: another competing reader takes it). Returns 1 if this call did it. */
+int shmi_ring_recover(shmi_ring_t *ring, uint64_t claim);
+/* Recovers every claim of registry index `owner` (called when its dead entry is reaped). */
+void shmi_ring_recover_owner(shmi_ring_t *ring, uint32_t owner);
+
+/* What shmi_ring_take found. */
+typedef struct shmi_take {
+    uint64_t pos;       /* the position taken */
+    uint32_t len;       /* its length (validated against slot_size); with SHMC_ETRUNC, the length that
+                           did not fit */
+    int restored;       /* 1 if a dead reader had taken it before */
+    uint64_t blocker;   /* SHMC_EAGAIN: slot word of a writer's claim on the next position, or 0 */
+    uint64_t abandoned; /* positions skipped because their writer died */
+} shmi_take_t;
+
+/* Competing reader: takes the oldest message not yet taken, if it fits in cap bytes. 0: copy it out
+ * of shmi_ring_payload(t->pos), then shmi_ring_release. SHMC_ETRUNC: the next message is larger than
+ * cap (t->len), left for others. SHMC_EAGAIN: none is ready. */
+int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t);
+/* Competing reader: the message at pos (taken by shmi_ring_take) is copied out: free its slot. */
+void shmi_ring_release(shmi_ring_t *ring, uint64_t pos);
+/* Header fields of the slot of pos (REQ/REP routing). */
+shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos);
 
 /* Reader: looks at position pos. On READY, *payload and *len describe the message (len validated
  * against slot_size) and *word is the slot word to re-check after copying. */

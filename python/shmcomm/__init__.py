@@ -1,7 +1,8 @@
 """shmcomm: shared-memory inter-process communication for one machine.
 
-PUB/SUB (:class:`Publisher`, :class:`Subscriber`) with microsecond latency between processes, in
-Python and C. See https://github.com/ (README) and docs/ for the guide.
+PUB/SUB (:class:`Publisher`, :class:`Subscriber`), REQ/REP (:class:`Requester`, :class:`Replier`)
+and PUSH/PULL (:class:`Pusher`, :class:`Puller`) with microsecond latency between processes, in
+Python and C. See the README and docs/ for the guide.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ from .errors import (
     SHMMessageSizeError,
     SHMNameError,
     SHMNoSpaceError,
+    SHMPeerDeadError,
     SHMPermissionError,
+    SHMSequenceError,
     SHMSerializationError,
     SHMStaleViewError,
     SHMTimeoutError,
+    SHMTypeError,
+    SHMValueError,
 )
 from .log import logger
+from .pipeline import Puller, Pusher
 from .pubsub import MessageView, Publisher, PublisherLoan, Subscriber
+from .reqrep import Replier, Requester
 from .segments import SegmentInfo, clean, force_unlink, list_segments, os_name, segment_info
 
 __version__ = "0.1.0"
@@ -37,6 +44,10 @@ def library_version() -> str:
 __all__ = [
     "Publisher",
     "Subscriber",
+    "Requester",
+    "Replier",
+    "Pusher",
+    "Puller",
     "PublisherLoan",
     "MessageView",
     "force_unlink",

@@ -97,6 +97,9 @@ EVERSION = lib.SHMC_EVERSION
 EMISMATCH = lib.SHMC_EMISMATCH
 EPEERS = lib.SHMC_EPEERS
 ESTALE = lib.SHMC_ESTALE
+EPEERDEAD = lib.SHMC_EPEERDEAD
+EEXPIRED = lib.SHMC_EEXPIRED
+ESEQUENCE = lib.SHMC_ESEQUENCE
 
 _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
     EINVAL: _e.SHMValueError,
@@ -113,6 +116,8 @@ _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
     EMISMATCH: _e.SHMConnectionError,
     EPEERS: _e.SHMConnectionError,
     ESTALE: _e.SHMStaleViewError,
+    EPEERDEAD: _e.SHMPeerDeadError,
+    ESEQUENCE: _e.SHMSequenceError,
 }
 
 

@@ -92,6 +92,12 @@ class Endpoint:
             b.ECLOSED,
         )
 
+    def _require(self) -> Any:
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        return handle
+
     def _before_close(self) -> None:
         """Hook: release what depends on the mapping (views) before it goes away."""
 

@@ -60,6 +60,15 @@ class SHMStaleViewError(SHMError):
     """A zero-copy view was overwritten by the publisher while it was in use."""
 
 
+class SHMPeerDeadError(SHMConnectionError):
+    """The peer a call waited on died: the Replier that took the request, or every Replier."""
+
+
+class SHMSequenceError(SHMError, RuntimeError):
+    """Calls out of order: a Replier send() with no request received, a Requester recv() with no
+    request sent."""
+
+
 __all__ = [
     "SHMError",
     "SHMValueError",
@@ -74,4 +83,6 @@ __all__ = [
     "SHMPermissionError",
     "SHMNoSpaceError",
     "SHMStaleViewError",
+    "SHMPeerDeadError",
+    "SHMSequenceError",
 ]

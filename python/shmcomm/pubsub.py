@@ -5,46 +5,17 @@ publisher never blocks; with ``lossless=True`` publishers wait for the slowest l
 from __future__ import annotations
 
 import weakref
-from array import array
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import _binding as b
-from ._endpoint import Endpoint, check_int, check_name, timeout_to_ns
-from .errors import (SHMBufferFullError, SHMClosedError, SHMError, SHMSerializationError,
-                     SHMStaleViewError, SHMTimeoutError, SHMTypeError, SHMValueError)
+from ._endpoint import check_int, check_name, timeout_to_ns
+from ._io import (MODES, Receiver, Sender, check_geometry, connect_ns_of, follower_open,
+                  keeper_open_failed)
+from .errors import SHMClosedError, SHMError, SHMStaleViewError
 from .log import logger
 from .serialize import codec
 
 ffi, lib = b.ffi, b.lib
-
-_EAGAIN, _ETIMEDOUT = b.EAGAIN, b.ETIMEDOUT
-_MODES = {0o600: 0, 0o660: lib.SHMC_SHARE_GROUP, 0o666: lib.SHMC_SHARE_ALL}
-
-
-def _as_buffer(payload: Any) -> Any:
-    """A cdata view of any C-contiguous bytes-like object (bytes, bytearray, memoryview, numpy)."""
-    try:
-        return ffi.from_buffer(payload)
-    except TypeError:
-        raise SHMTypeError(
-            f"send_bytes needs a bytes-like object (bytes, bytearray, memoryview, numpy array), not "
-            f"{type(payload).__name__}; use send() to serialize other objects"
-        ) from None
-    except ValueError as exc:
-        raise SHMValueError(f"send_bytes needs a C-contiguous buffer ({exc}); pass numpy.ascontiguousarray(x)") from None
-
-
-def _writable_nbytes(buffer: Any) -> int:
-    """The size in bytes of a writable, C-contiguous buffer; a clear error for anything else."""
-    try:
-        view = memoryview(buffer)
-    except TypeError:
-        raise SHMTypeError(f"recv_into needs a writable buffer, not {type(buffer).__name__}") from None
-    if view.readonly:
-        raise SHMTypeError(f"recv_into needs a writable buffer; this {type(buffer).__name__} is read-only")
-    if not view.c_contiguous:
-        raise SHMValueError("recv_into needs a C-contiguous buffer; pass numpy.ascontiguousarray(x)")
-    return view.nbytes
 
 
 def _stats_dict(s: Any) -> Dict[str, Any]:
@@ -113,7 +84,7 @@ class PublisherLoan:
             self.cancel()
 
 
-class Publisher(Endpoint):
+class Publisher(Sender):
     """Creates channel ``name`` (or joins it as one more publisher) and publishes to it.
 
     ``num_slots`` is the ring depth, ``slot_size`` the largest message in bytes. ``lossless=True``
@@ -128,11 +99,7 @@ class Publisher(Endpoint):
         self._loan: Optional[PublisherLoan] = None
         self._exports: List[Any] = []  # weak references to loan buffers arrays may still use
         raw_name = check_name(name)
-        check_int(num_slots, "num_slots", 2, 1 << 24)
-        check_int(slot_size, "slot_size", 1, 1 << 30)
-        check_int(max_peers, "max_peers", 2, 254)
-        if mode not in _MODES:
-            raise SHMValueError(f"mode must be 0o600, 0o660 or 0o666, got {mode!r}")
+        check_geometry(num_slots, slot_size, max_peers, mode)
         self._dumps, _ = codec(serialization)
         self.serialization = serialization
         self.num_slots = num_slots
@@ -141,40 +108,17 @@ class Publisher(Endpoint):
         opts = ffi.new("shmc_pub_options_t *")
         lib.shmc_pub_options_init(opts)
         opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
-        opts.flags = (lib.SHMC_LOSSLESS if lossless else 0) | _MODES[mode]
+        opts.flags = (lib.SHMC_LOSSLESS if lossless else 0) | MODES[mode]
         out = ffi.new("shmc_pub_t **")
         rc = lib.shmc_pub_open(raw_name, opts, out)
         if rc:
-            self._open_failed(rc)
+            keeper_open_failed(rc, f"cannot create Publisher {self.name!r}", "publisher")
         self._handle = out[0]
         self._send = lib.shmc_pub_send
         self._try_send = lib.shmc_pub_try_send
+        self._send_many = lib.shmc_pub_send_many
         logger.debug("publisher %r open (num_slots=%d slot_size=%d lossless=%s)", name, num_slots,
                      slot_size, self.lossless)
-
-    def _open_failed(self, rc: int) -> None:
-        what = f"cannot create Publisher {self.name!r}"
-        hints = {
-            b.EMISMATCH: "a live publisher already uses this channel with another num_slots, slot_size, "
-                         "lossless or max_peers: use the same values or another channel name",
-            b.ENAME: "use a non-empty name without control characters or '.'/'..' components",
-            b.ENOSPC: "free /dev/shm (python -m shmcomm clean) or enlarge it (Docker: --shm-size=1g)",
-            b.EACCES: "the channel belongs to another user: run as that user, or have it created "
-                      "with mode=0o660 and share a group",
-            b.EBADSEG: "the name holds a corrupt or foreign segment whose creator is alive: stop it, or "
-                       "remove the segment with shmcomm.force_unlink() / python -m shmcomm clean",
-            b.EVERSION: "a live process of another shmcomm version owns the channel: use the same "
-                        "shmcomm version in every process",
-            b.EPEERS: "too many processes use this channel: raise max_peers",
-            b.EINVAL: "check num_slots * slot_size (at most 1 TiB in all)",
-        }
-        b.raise_error(rc, what, hints.get(rc, ""))
-
-    def _require(self) -> Any:
-        handle = self._handle
-        if handle is None:
-            raise self._closed_error()
-        return handle
 
     def send(self, data: Any, *, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Serializes ``data`` and publishes it. Returns True once published.
@@ -182,77 +126,22 @@ class Publisher(Endpoint):
         In lossless mode a full ring raises :class:`SHMBufferFullError` unless ``block=True``, which
         waits up to ``timeout`` seconds (None: forever) and then raises :class:`SHMTimeoutError`.
         """
-        try:
-            payload = self._dumps(data)
-        except SHMError:
-            raise
-        except Exception as exc:
-            raise SHMSerializationError(
-                f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
-        return self.send_bytes(payload, block=block, timeout=timeout)
+        return self._send_payload(self._serialize(data), block, timeout)
 
     def send_bytes(self, payload: Any, *, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Publishes a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
-        # bytes go to C as they are; other buffers through ffi.from_buffer (which costs ~0.5 us).
-        buf = payload if payload.__class__ is bytes else _as_buffer(payload)
-        size = len(buf)
-        handle = self._handle
-        if handle is None:
-            raise self._closed_error()
-        ns = self._ns(timeout) if block else 0  # validated before anything is sent
-        # First without waiting, whatever `block` says: the common case costs one C call.
-        self._busy += 1
-        rc = self._try_send(handle, buf, size)  # raises only for bad argument types, checked above
-        self._busy -= 1
-        if rc == _EAGAIN and ns:
-            rc = self._send_waiting(buf, size, ns)
-        if rc:
-            self._send_failed(rc, size, timeout)
-        return True
+        return self._send_payload(payload, block, timeout)
 
     def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = False,
                         timeout: Optional[float] = None) -> int:
         """Publishes a batch of bytes-like messages in one C call (the fast path for throughput).
         Returns how many were published: all of them, unless a lossless channel filled up (then
         SHMBufferFullError / SHMTimeoutError is raised with ``.sent`` set)."""
-        try:
-            lengths = array("Q", map(len, payloads))
-            data = b"".join(payloads)
-        except TypeError:
-            raise SHMTypeError("send_many_bytes needs a sequence of bytes-like objects") from None
-        count = len(lengths)
-        if count == 0:
-            return 0
-        lens = ffi.from_buffer("uint64_t[]", lengths)
-        sent = ffi.new("size_t *")
-        send_many = lib.shmc_pub_send_many
-        ns = timeout_to_ns(timeout) if block else 0
-        rc = self._call_waiting(lambda h, t: send_many(h, data, lens, count, sent, t), ns)
-        if rc:
-            try:
-                self._send_failed(rc, max(lengths), timeout)
-            except SHMError as exc:
-                exc.sent = int(sent[0])  # type: ignore[attr-defined]
-                raise
-        return count
+        return self._send_many_payloads(payloads, block, timeout)
 
-    def _send_waiting(self, buf: Any, size: int, timeout_ns: int) -> int:
-        send = self._send
-        return self._call_waiting(lambda h, ns: send(h, buf, size, ns), timeout_ns)
-
-    def _send_failed(self, rc: int, size: int, timeout: Optional[float]) -> None:
-        if rc == b.EMSGSIZE:
-            b.raise_error(rc, f"cannot publish {size} bytes on {self.name!r}",
-                          f"slot_size is {self.slot_size}: create the Publisher with a larger slot_size")
-        if rc == b.EAGAIN:
-            raise SHMBufferFullError(
-                f"channel {self.name!r} is full: its slowest subscriber has not read the oldest "
-                "message (lossless mode); send with block=True to wait", rc)
-        if rc == b.ETIMEDOUT:
-            raise SHMTimeoutError(
-                f"channel {self.name!r} stayed full for {timeout} s: its slowest subscriber is not "
-                "reading (lossless mode)", rc)
-        b.raise_error(rc, f"send on {self.name!r} failed")
+    def _full_message(self) -> str:
+        return (f"channel {self.name!r} is full: its slowest subscriber has not read the oldest "
+                "message (lossless mode)")
 
     def loan(self, nbytes: Optional[int] = None, *, block: bool = False,
              timeout: Optional[float] = None) -> PublisherLoan:
@@ -399,7 +288,7 @@ def _close_mapping(handle: Any, exports: List[Any], detach: Any, close: Any, nam
     _unmap_parked()
 
 
-class Subscriber(Endpoint):
+class Subscriber(Receiver):
     """Attaches to channel ``name``, waiting up to ``timeout_connect`` seconds for its Publisher.
 
     Each Subscriber has a private cursor. ``spin_us`` is how long a receive busy-waits before it
@@ -412,9 +301,7 @@ class Subscriber(Endpoint):
         self._view: Optional[MessageView] = None
         self._exports: List[Any] = []  # weak references to view buffers arrays may still use
         raw_name = check_name(name)
-        connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
-        if connect_ns < 0:
-            raise SHMValueError("timeout_connect must be a number of seconds >= 0")
+        connect_ns = connect_ns_of(timeout_connect)
         check_int(spin_us, "spin_us", 0, 1_000_000)
         _, self._loads = codec(serialization)
         self.serialization = serialization
@@ -423,135 +310,22 @@ class Subscriber(Endpoint):
         lib.shmc_sub_options_init(opts)
         opts.spin_us = spin_us
         out = ffi.new("shmc_sub_t **")
-        self._open(raw_name, opts, out, connect_ns)
+        follower_open(lib.shmc_sub_open, raw_name, opts, out, connect_ns, name, timeout_connect,
+                      "Publisher")
         self._handle = out[0]
         self._next = lib.shmc_sub_next
         self._next_latest = lib.shmc_sub_next_latest
-        self._pending: Optional[bytes] = None  # a message recv_into could not fit, delivered next
+        self._buffer_fn = lib.shmc_sub_buffer
+        self._recv_many = lib.shmc_sub_recv_many
         self._refresh_buffer()
         logger.debug("subscriber %r attached", name)
-
-    def _open(self, raw_name: bytes, opts: Any, out: Any, connect_ns: int) -> None:
-        import time
-
-        deadline = time.monotonic_ns() + connect_ns
-        while True:  # in slices, so Ctrl-C works while we wait for the publisher
-            opts.connect_timeout_ns = max(0, min(100_000_000, deadline - time.monotonic_ns()))
-            rc = lib.shmc_sub_open(raw_name, opts, out)
-            if rc != b.ENOENT or time.monotonic_ns() >= deadline:
-                break
-        if rc == b.ENOENT:
-            b.raise_error(rc, f"no publisher named {self.name!r} after {self.timeout_connect} s",
-                          "start the Publisher first or raise timeout_connect")
-        if rc:
-            b.raise_error(rc, f"cannot subscribe to {self.name!r}",
-                          "remove a corrupt segment with python -m shmcomm clean" if rc == b.EBADSEG else "")
-
-    def _refresh_buffer(self) -> None:
-        """Maps the subscriber's own C receive buffer (it moves only when a restarted publisher
-        uses larger slots)."""
-        pointer = ffi.new("const void **")
-        cap = ffi.new("size_t *")
-        b.check(lib.shmc_sub_buffer(self._handle, pointer, cap), f"buffer of {self.name!r}")
-        self._cap = int(cap[0])
-        self._buffer = ffi.buffer(pointer[0], self._cap)
-        self._view_all = memoryview(self._buffer)
-
-    def _receive(self, fn: Any, timeout: Optional[float]) -> Optional[int]:
-        """One message into the C buffer with fn (next or next_latest): its size, or None.
-        Every line here costs on this hot path: keep it lean."""
-        handle = self._handle
-        if handle is None:
-            raise self._closed_error()
-        ns = 0 if timeout == 0 else self._ns(timeout)  # validates, also when a message is ready
-        self._busy += 1
-        n = fn(handle, 0)  # first without waiting: the common case costs one C call
-        self._busy -= 1
-        if n == _EAGAIN and ns:
-            n = self._call_waiting(fn, ns)
-        if n >= 0:
-            if n > self._cap:
-                self._refresh_buffer()
-            return n
-        if n == _EAGAIN or n == _ETIMEDOUT:
-            return None
-        return self._receive_failed(n)
 
     def _receive_failed(self, rc: int) -> None:
         if rc in (b.EAGAIN, b.ETIMEDOUT):
             return None
         if rc == b.EINVAL and self._view is not None:
             raise SHMError(f"{self.name!r} has a MessageView open: release it before receiving again", rc)
-        b.raise_error(rc, f"receive on {self.name!r} failed")
-
-    def recv(self, timeout: Optional[float] = None) -> Any:
-        """The next message, deserialized; None if none arrived within ``timeout`` seconds
-        (None: wait forever; 0: do not wait)."""
-        if self._pending is not None:
-            return self._deserialize(self._take_pending())
-        n = self._receive(self._next, timeout)
-        return None if n is None else self._deserialize(self._buffer[0:n])
-
-    def _deserialize(self, data: bytes) -> Any:
-        try:
-            return self._loads(data)
-        except Exception as exc:
-            raise SHMSerializationError(
-                f"cannot deserialize a {len(data)}-byte message on {self.name!r} with {self.serialization}: "
-                f"{exc}; does the publisher use the same serialization?") from exc
-
-    def recv_bytes(self, timeout: Optional[float] = None) -> Optional[bytes]:
-        """The next message as bytes; None on timeout."""
-        if self._pending is not None:
-            return self._take_pending()
-        n = self._receive(self._next, timeout)
-        return None if n is None else self._buffer[0:n]
-
-    def _take_pending(self) -> bytes:
-        pending, self._pending = self._pending, None
-        assert pending is not None
-        return pending
-
-    def recv_into(self, buffer: Any, timeout: Optional[float] = None) -> Optional[int]:
-        """Copies the next message into a writable buffer (bytearray, memoryview, numpy array) and
-        returns its size; None on timeout. If the buffer is too small, ValueError is raised and the
-        message is kept: the next receive returns it."""
-        capacity = len(buffer) if buffer.__class__ is bytearray else _writable_nbytes(buffer)
-        if self._pending is not None:
-            source: Any = self._pending
-            n = len(source)
-        else:
-            received = self._receive(self._next, timeout)
-            if received is None:
-                return None
-            n, source = received, self._buffer
-        if n > capacity:
-            self._pending = bytes(source[0:n])
-            raise SHMValueError(f"recv_into: the message has {n} bytes but the buffer only {capacity}; "
-                             "it is kept and returned by the next receive")
-        ffi.memmove(buffer, source, n)
-        self._pending = None
-        return n
-
-    def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
-        """Up to ``max_messages`` messages in one call; waits up to ``timeout`` for the first only.
-        An empty list on timeout."""
-        check_int(max_messages, "max_messages", 1, 1 << 20)
-        cap = self._cap * max_messages
-        cbuf = ffi.new("char[]", cap)
-        lens = ffi.new("size_t[]", max_messages)
-        count = ffi.new("size_t *")
-        rc = self._call_waiting(
-            lambda h, t: lib.shmc_sub_recv_many(h, cbuf, cap, lens, max_messages, count, t),
-            timeout_to_ns(timeout))
-        if rc:
-            self._receive_failed(rc)
-            return []
-        out, offset, data = [], 0, ffi.buffer(cbuf)
-        for i in range(count[0]):
-            out.append(data[offset:offset + lens[i]])
-            offset += lens[i]
-        return out
+        super()._receive_failed(rc)
 
     def latest(self, timeout: Optional[float] = 0) -> Any:
         """The newest message not seen yet (older unread ones are skipped and counted), deserialized;
@@ -595,12 +369,6 @@ class Subscriber(Endpoint):
         """True while at least one publisher process of the channel is alive."""
         return bool(lib.shmc_sub_publisher_alive(self._require()))
 
-    def _require(self) -> Any:
-        handle = self._handle
-        if handle is None:
-            raise self._closed_error()
-        return handle
-
     def stats(self) -> Dict[str, Any]:
         """received + dropped + skipped = messages published since this subscriber attached.
         ``local_tail`` is the subscriber's cursor (the next position it reads)."""
@@ -611,15 +379,6 @@ class Subscriber(Endpoint):
         out.update(name=self.name, local_tail=s.cursor, received=s.received, dropped=s.dropped,
                    skipped=s.skipped, reconnects=s.reconnects, lag=max(0, s.head - s.cursor))
         return out
-
-    def __iter__(self) -> Iterator[Any]:
-        """Yields messages as they arrive, until the subscriber is closed."""
-        while True:
-            try:
-                message = self.recv(timeout=None)
-            except SHMClosedError:
-                return
-            yield message
 
     def __repr__(self) -> str:
         if self.closed:

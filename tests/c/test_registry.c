@@ -102,7 +102,7 @@ static child_t spawn_joiner(uint32_t entries, uint64_t cursor)
         close(hold[1]);
         for (uint32_t i = 0; i < entries; i++) {
             uint32_t index = UINT32_MAX;
-            if (shmi_registry_join(reg, SHMI_ROLE_READER, cursor, NULL, NULL, &index) != 0) _exit(2);
+            if (shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, cursor, NULL, NULL, &index) != 0) _exit(2);
             write_exact(report[1], &index, sizeof index);
         }
         char byte;
@@ -141,47 +141,47 @@ static void test_join_leave(void)
 {
     open_channel(8);
     uint32_t a, b, c;
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_WRITER, UINT64_MAX, NULL, NULL, &a));
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 10, NULL, NULL, &b));
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 7, NULL, NULL, &c));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_KEEPER, UINT64_MAX, NULL, NULL, &a));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 10, NULL, NULL, &b));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 7, NULL, NULL, &c));
     CHECK(a < 8 && b < 8 && c < 8 && a != b && b != c && a != c);
-    CHECK(shmi_registry_live_role(reg, a) == SHMI_ROLE_WRITER);
-    CHECK(shmi_registry_live_role(reg, b) == SHMI_ROLE_READER);
+    CHECK(shmi_registry_live_role(reg, a) == SHMI_ROLE_KEEPER);
+    CHECK(shmi_registry_live_role(reg, b) == SHMI_ROLE_FOLLOWER);
     CHECK(shmi_registry_live_role(reg, 8) == 0);      /* out of range */
     CHECK(shmi_registry_live_role(reg, 1000) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_WRITER) == 1);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 2);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == 7);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_WRITER) == UINT64_MAX); /* writers hold no cursor */
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_KEEPER) == 1);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 2);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == 7);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_KEEPER) == UINT64_MAX); /* writers hold no cursor */
 
     /* The entry names this process and its start time. */
     shmi_peer_t *p = &reg->peers[b];
     uint64_t owner = atomic_load(&p->owner);
-    CHECK(shmi_owner_pid(owner) == shmi_pid() && shmi_owner_role(owner) == SHMI_ROLE_READER);
+    CHECK(shmi_owner_pid(owner) == shmi_pid() && shmi_owner_role(owner) == SHMI_ROLE_FOLLOWER);
     CHECK(atomic_load(&p->start_time) == shmi_process_start_time(shmi_pid()));
     CHECK(atomic_load(&p->cursor) == 10);
 
     shmi_registry_leave(reg, c);
     CHECK(shmi_registry_live_role(reg, c) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 1);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == 10);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 1);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == 10);
     shmi_registry_leave(reg, 1000); /* out of range: ignored */
 
     /* A freed entry is reused; nothing alive is ever reaped. */
     uint32_t d;
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 3, NULL, NULL, &d));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 3, NULL, NULL, &d));
     CHECK(d != a && d != b);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == 3);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == 3);
     reap_log_t log = {0};
     CHECK(shmi_registry_reap(reg, log_reap, &log) == 0 && log.count == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 2);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 2);
 
     shmi_registry_leave(reg, a);
     shmi_registry_leave(reg, b);
     shmi_registry_leave(reg, d);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_WRITER) == 0);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == UINT64_MAX);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 0);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_KEEPER) == 0);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == UINT64_MAX);
     close_channel();
 }
 
@@ -189,12 +189,12 @@ static void test_full(void)
 {
     open_channel(4);
     uint32_t idx[4], extra;
-    for (int i = 0; i < 4; i++) CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 0, NULL, NULL, &idx[i]));
+    for (int i = 0; i < 4; i++) CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 0, NULL, NULL, &idx[i]));
     reap_log_t log = {0};
-    CHECK_RC(shmi_registry_join(reg, SHMI_ROLE_READER, 0, log_reap, &log, &extra), SHMC_EPEERS);
+    CHECK_RC(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 0, log_reap, &log, &extra), SHMC_EPEERS);
     CHECK(log.count == 0); /* every entry is alive: nothing was reaped to make room */
     shmi_registry_leave(reg, idx[2]);
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_WRITER, UINT64_MAX, NULL, NULL, &extra));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_KEEPER, UINT64_MAX, NULL, NULL, &extra));
     CHECK(extra == idx[2]);
     for (int i = 0; i < 4; i++) shmi_registry_leave(reg, i == 2 ? extra : idx[i]);
     close_channel();
@@ -208,28 +208,28 @@ static void test_dead_child_reaped_by_join(void)
     child_t c = spawn_joiner(2, 5);
     CHECK(c.index[0] != c.index[1]);
     uint32_t mine[2], extra;
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 9, NULL, NULL, &mine[0]));
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_WRITER, UINT64_MAX, NULL, NULL, &mine[1]));
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 3);
-    CHECK(shmi_registry_live_role(reg, c.index[0]) == SHMI_ROLE_READER);
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 9, NULL, NULL, &mine[0]));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_KEEPER, UINT64_MAX, NULL, NULL, &mine[1]));
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 3);
+    CHECK(shmi_registry_live_role(reg, c.index[0]) == SHMI_ROLE_FOLLOWER);
 
     reap_log_t log = {0};
-    CHECK_RC(shmi_registry_join(reg, SHMI_ROLE_READER, 0, log_reap, &log, &extra), SHMC_EPEERS);
+    CHECK_RC(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 0, log_reap, &log, &extra), SHMC_EPEERS);
     CHECK(log.count == 0); /* the child is alive */
 
     CHECK(kill(c.pid, SIGKILL) == 0);
     reap_child(&c);
     CHECK(shmi_registry_live_role(reg, c.index[0]) == 0);
     CHECK(shmi_registry_live_role(reg, c.index[1]) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 1);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 1);
     /* Dead but not yet reaped: its cursor still holds lossless writers back. */
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == 5);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == 5);
 
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_READER, 11, log_reap, &log, &extra));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, 11, log_reap, &log, &extra));
     CHECK(log.count == 2 && logged(&log, c.index[0]) && logged(&log, c.index[1]));
     CHECK(extra == c.index[0] || extra == c.index[1]);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == 9);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 2);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == 9);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 2);
     /* The other dead entry was freed too. */
     uint32_t other = extra == c.index[0] ? c.index[1] : c.index[0];
     CHECK(atomic_load(&reg->peers[other].owner) == 0);
@@ -246,15 +246,15 @@ static void test_zombie_is_dead(void)
 {
     open_channel(4);
     child_t c = spawn_joiner(1, 2);
-    CHECK(shmi_registry_live_role(reg, c.index[0]) == SHMI_ROLE_READER);
+    CHECK(shmi_registry_live_role(reg, c.index[0]) == SHMI_ROLE_FOLLOWER);
     kill_to_zombie(c.pid);
     CHECK(shmi_registry_live_role(reg, c.index[0]) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 0);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 0);
     reap_log_t log = {0};
     CHECK(shmi_registry_reap(reg, log_reap, &log) == 1);
     CHECK(log.count == 1 && log.index[0] == c.index[0]);
     CHECK(atomic_load(&reg->peers[c.index[0]].owner) == 0);
-    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_READER) == UINT64_MAX);
+    CHECK(shmi_registry_min_cursor(reg, SHMI_ROLE_FOLLOWER) == UINT64_MAX);
     CHECK(shmi_registry_reap(reg, log_reap, &log) == 0); /* reaped once only */
     reap_child(&c);
     close_channel();
@@ -265,17 +265,17 @@ static void test_pid_reuse(void)
 {
     open_channel(4);
     uint32_t i;
-    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_WRITER, UINT64_MAX, NULL, NULL, &i));
+    CHECK_OK(shmi_registry_join(reg, SHMI_ROLE_KEEPER, UINT64_MAX, NULL, NULL, &i));
     shmi_peer_t *p = &reg->peers[i];
     uint64_t real = atomic_load(&p->start_time);
     CHECK(real != 0);
 
     atomic_store(&p->start_time, 0); /* unknown start time: the pid alone decides */
-    CHECK(shmi_registry_live_role(reg, i) == SHMI_ROLE_WRITER);
+    CHECK(shmi_registry_live_role(reg, i) == SHMI_ROLE_KEEPER);
 
     atomic_store(&p->start_time, real + 12345); /* our pid, but an earlier process's start time */
     CHECK(shmi_registry_live_role(reg, i) == 0);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_WRITER) == 0);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_KEEPER) == 0);
     reap_log_t log = {0};
     CHECK(shmi_registry_reap(reg, log_reap, &log) == 1);
     CHECK(log.count == 1 && log.index[0] == i);
@@ -283,18 +283,18 @@ static void test_pid_reuse(void)
 
     /* A process that joins the freed entry is alive from the moment its claim names it, before it
      * stores its start time: the dead owner's start time must not linger in the entry. */
-    const uint64_t me = ((uint64_t)(uint32_t)shmi_pid() << 32) | SHMI_ROLE_READER;
+    const uint64_t me = ((uint64_t)(uint32_t)shmi_pid() << 32) | SHMI_ROLE_FOLLOWER;
     uint64_t expected = 0;
     CHECK(atomic_compare_exchange_strong(&p->owner, &expected, me)); /* the joiner's claim, alone */
-    CHECK(shmi_registry_live_role(reg, i) == SHMI_ROLE_READER);
+    CHECK(shmi_registry_live_role(reg, i) == SHMI_ROLE_FOLLOWER);
     CHECK(shmi_registry_reap(reg, NULL, NULL) == 0);
     shmi_registry_leave(reg, i);
 
     /* Entries of a pid that no longer exists, and a reaper that died while reaping, are reaped. */
-    atomic_store(&reg->peers[0].owner, ((uint64_t)DEAD_PID << 32) | SHMI_ROLE_READER);
+    atomic_store(&reg->peers[0].owner, ((uint64_t)DEAD_PID << 32) | SHMI_ROLE_FOLLOWER);
     atomic_store(&reg->peers[1].owner, ((uint64_t)DEAD_PID << 32) | SHMI_ROLE_REAPING);
     atomic_store(&reg->peers[2].owner, (uint64_t)SHMI_ROLE_REAPING);
-    CHECK(shmi_registry_count(reg, SHMI_ROLE_READER) == 0);
+    CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 0);
     CHECK(shmi_registry_reap(reg, NULL, NULL) == 3);
     for (int k = 0; k < 4; k++) CHECK(atomic_load(&reg->peers[k].owner) == 0);
     close_channel();
@@ -323,7 +323,7 @@ static void *stress_thread(void *arg)
         for (uint32_t i = 0; i < STRESS_PEERS; i++) {
             uint64_t expected = 0;
             if (atomic_compare_exchange_strong(&reg->peers[i].owner, &expected,
-                                               ((uint64_t)DEAD_PID << 32) | SHMI_ROLE_READER))
+                                               ((uint64_t)DEAD_PID << 32) | SHMI_ROLE_FOLLOWER))
                 break;
         }
         shmi_registry_reap(reg, yield_reap, NULL);

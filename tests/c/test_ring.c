@@ -244,7 +244,7 @@ static void test_ring_abandon(void)
     memset(ctrl, 0, SHMI_RING_CTRL_BYTES);
     memset(mem, 0, (size_t)slots * stride);
     shmi_ring_t ring;
-    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride);
+    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride, 0);
 
     const uint32_t dead = 5, live = 1;
     uint64_t pos, blocker, word;
@@ -254,7 +254,7 @@ static void test_ring_abandon(void)
     CHECK(pos == 0 && blocker == 0);
     /* The claim names its owner: a reader waiting on it can tell whom it waits for. */
     CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_EMPTY);
-    CHECK(shmi_word_writing(word) && shmi_word_owner(word) == dead && shmi_word_pos(word) == 0);
+    CHECK(shmi_word_state(word) == SHMI_SLOT_WRITING && shmi_word_owner(word) == dead && shmi_word_pos(word) == 0);
     for (uint64_t i = 1; i < slots; i++) {
         CHECK_OK(shmi_ring_claim(&ring, live, UINT64_MAX, &pos, &blocker));
         CHECK(pos == i);
@@ -268,13 +268,13 @@ static void test_ring_abandon(void)
     CHECK_RC(shmi_ring_claim(&ring, live, 2, &pos, &blocker), SHMC_EAGAIN);
     CHECK(blocker == 0);
 
-    shmi_ring_abandon_owner(&ring, 7); /* owns nothing: changes nothing */
+    shmi_ring_recover_owner(&ring, 7); /* owns nothing: changes nothing */
     CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_EMPTY);
     const uint64_t claimed = word;
-    CHECK(shmi_ring_abandon(&ring, 0, claimed ^ 2) == 0); /* a word the slot does not hold */
-    shmi_ring_abandon_owner(&ring, dead);
+    CHECK(shmi_ring_recover(&ring, claimed ^ 4) == 0); /* a word the slot does not hold */
+    shmi_ring_recover_owner(&ring, dead);
     CHECK(shmi_ring_peek(&ring, 0, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
-    CHECK(shmi_ring_abandon(&ring, 0, claimed) == 0); /* already done: the claim is gone */
+    CHECK(shmi_ring_recover(&ring, claimed) == 0); /* already done: the claim is gone */
     for (uint64_t i = 1; i < slots; i++) {
         CHECK(shmi_ring_peek(&ring, i, &word, &payload, &len) == SHMI_PEEK_READY);
         CHECK(len == 8 && ((const unsigned char *)payload)[0] == i);

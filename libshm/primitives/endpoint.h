@@ -1,0 +1,46 @@
+/*
+ * Endpoints: how a process opens, follows and looks after a channel, written once for every pattern.
+ *
+ *  - A keeper (publisher, pusher, replier) creates the channel, or joins it when it exists with the
+ *    same geometry, or replaces it when it is stale (every keeper dead) or unusable and left by a dead
+ *    creator. The last keeper to leave closes it.
+ *  - A follower (subscriber, puller, requester) waits up to a timeout for a keeper to create the
+ *    channel, and follows a restarted keeper: when its channel is closed or replaced and the name
+ *    holds a new generation, it moves there by itself.
+ *  - While waiting, both recover the claims of dead processes that hold them up.
+ */
+#ifndef SHMI_ENDPOINT_H
+#define SHMI_ENDPOINT_H
+
+#include "channel.h"
+
+/* Joins the registry of `ch` for a follower: sets *index. 0 or an error. */
+typedef int (*shmi_join_fn)(void *ctx, shmi_channel_t *ch, uint32_t *index);
+
+/* File mode for the SHMC_SHARE_* bits of `flags`. */
+uint32_t shmi_mode_for(uint32_t flags);
+
+/* Creates, joins or replaces channel os_name as a keeper, retrying for up to 5 s while other processes
+ * create, close or replace it. SHMC_EMISMATCH if it exists with another geometry. */
+int shmi_keeper_open(shmi_channel_t *ch, const char *os_name, const char *name,
+                     const shmi_geometry_t *g, uint32_t mode, uint32_t *index);
+
+/* Attaches to channel os_name and joins it with `join`, waiting up to timeout_ns for a keeper
+ * to create it (SHMC_ENOENT when none did). */
+int shmi_follower_open(shmi_channel_t *ch, const char *os_name, uint32_t pattern, int64_t timeout_ns,
+                       shmi_join_fn join, void *ctx, uint32_t *index);
+
+/* If `ch` has no live keeper or was closed, and its name now holds a new generation, moves to it:
+ * joins it with `join` (which sets *index), leaves and unmaps the old one. 1 if it moved, else 0. */
+int shmi_follow_restart(shmi_channel_t *ch, uint32_t *index, shmi_join_fn join, void *ctx);
+
+/* If the claim `word` (a slot word WRITING or READING) belongs to a dead process, recovers its slot. */
+void shmi_recover_if_dead(shmi_channel_t *ch, uint64_t word);
+
+/* The registry's reap callback (ctx: the channel): recovers the slots the dead peer had claimed. */
+void shmi_recover_claims_of(void *ctx, uint32_t index);
+
+/* Sleeps about ns nanoseconds (retry back-off; not a wait for a condition). */
+void shmi_pause_ns(int64_t ns);
+
+#endif

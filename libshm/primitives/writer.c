@@ -1,0 +1,181 @@
+#include "writer.h"
+
+#include "waitword.h"
+#include "shmcomm.h"
+
+#include <string.h>
+
+#define SLOW_CHECK_NS 100000000ull /* reaping: at most every 100 ms */
+#define IDLE_POLLS_PER_CHECK 256   /* a caller that never waits looks after the channel this often */
+#define WRITER_SPIN_NS 20000       /* a writer spins this long for room before sleeping */
+
+int shmi_copy_options(void *into, size_t into_size, const void *from, size_t min_size)
+{
+    if (!from) return 0;
+    uint32_t size;
+    memcpy(&size, from, sizeof size);
+    if (size < min_size || size > into_size) return SHMC_EINVAL;
+    memcpy(into, from, size);
+    memcpy(into, &(uint32_t){(uint32_t)into_size}, sizeof size);
+    return 0;
+}
+
+static uint64_t head_of(shmi_channel_t *ch)
+{
+    return atomic_load_explicit(&ch->ring.ctrl->head, memory_order_seq_cst);
+}
+
+void shmi_writer_init(shmi_writer_t *w)
+{
+    w->lossless = w->ch.geometry.pattern == SHMC_PATTERN_PUBSUB &&
+                  (w->ch.geometry.flags & SHMC_LOSSLESS) != 0;
+    w->cached_min = UINT64_MAX;
+    w->room_at = 0;
+    w->detached = 0;
+    w->role = SHMI_ROLE_FOLLOWER;
+}
+
+int shmi_writer_open_keeper(shmi_writer_t *w, const char *os_name, const char *name,
+                            const shmi_geometry_t *g, uint32_t mode)
+{
+    int rc = shmi_keeper_open(&w->ch, os_name, name, g, mode, &w->index);
+    if (rc) return rc;
+    shmi_writer_init(w);
+    w->role = SHMI_ROLE_KEEPER;
+    return 0;
+}
+
+/* Hysteresis for lossless broadcast waits: a publisher that found the ring full waits until the
+ * slowest subscriber has freed a quarter of it, and subscribers wake it only when their cursor crosses
+ * a multiple of this batch (see sub_set_cursor in pubsub.c). One sleep and one wake per quarter ring,
+ * instead of a futex round trip per message once the ring is full. */
+uint64_t shmi_room_batch(const shmi_channel_t *ch)
+{
+    uint64_t quarter = ch->geometry.num_slots / 4;
+    return quarter ? quarter : 1;
+}
+
+static int try_claim(void *ctx)
+{
+    shmi_writer_t *w = ctx;
+    shmi_channel_t *ch = &w->ch;
+    uint64_t limit = UINT64_MAX;
+    if (w->lossless) {
+        uint64_t head = head_of(ch);
+        /* Rescan when the cached bound would stop us, when no subscriber was seen (one may have
+         * joined since: a joining subscriber's cursor is never below a cached minimum), and on every
+         * attempt while waiting for room. */
+        if (w->cached_min == UINT64_MAX || w->room_at || head >= w->cached_min + ch->geometry.num_slots)
+            w->cached_min = shmi_registry_min_cursor(&ch->registry, SHMI_ROLE_FOLLOWER);
+        if (w->cached_min != UINT64_MAX) {
+            if (w->cached_min < w->room_at) return SHMC_EAGAIN;
+            limit = w->cached_min + ch->geometry.num_slots;
+        }
+    }
+    int rc = shmi_ring_claim(&ch->ring, w->index, limit, &w->claimed_pos, &w->blocker);
+    if (rc == SHMC_EAGAIN && limit != UINT64_MAX && !w->blocker) {
+        uint64_t batch = shmi_room_batch(ch);
+        w->room_at = (w->cached_min / batch + 1) * batch; /* the next boundary readers announce */
+    }
+    return rc;
+}
+
+static int maintain(void *ctx)
+{
+    shmi_writer_t *w = ctx;
+    shmi_channel_t *ch = &w->ch;
+    shmi_registry_heartbeat(&ch->registry, w->index);
+    shmi_recover_if_dead(ch, w->blocker);
+    uint64_t now = shmi_now_ns();
+    if (now >= w->next_slow_check) {
+        w->next_slow_check = now + SLOW_CHECK_NS;
+        if (shmi_registry_reap(&ch->registry, shmi_recover_claims_of, ch))
+            w->cached_min = UINT64_MAX; /* a reaped subscriber no longer holds us back */
+    }
+    return 0;
+}
+
+int shmi_writer_claim(shmi_writer_t *w, int64_t timeout_ns)
+{
+    if (w->detached) return SHMC_ECLOSED;
+    w->room_at = 0; /* each call takes any room first; hysteresis only once it has to wait */
+    int rc = shmi_wait(&w->ch.ring.ctrl->space, try_claim, maintain, w, timeout_ns, WRITER_SPIN_NS);
+    /* A writer that never waits must still recover the dead claims and peers that hold it back. */
+    if (rc == SHMC_EAGAIN && timeout_ns == 0 && ++w->idle_polls % IDLE_POLLS_PER_CHECK == 0)
+        maintain(w);
+    return rc;
+}
+
+void shmi_writer_publish(shmi_writer_t *w, uint64_t pos, uint32_t len)
+{
+    shmi_ring_publish(&w->ch.ring, pos, len);
+    w->sent++;
+    atomic_store_explicit(&w->ch.registry.peers[w->index].count, w->sent, memory_order_relaxed);
+    if ((w->sent & 1023) == 0) shmi_registry_heartbeat(&w->ch.registry, w->index);
+}
+
+int shmi_writer_send(shmi_writer_t *w, const void *data, size_t len, int64_t timeout_ns)
+{
+    if (len > w->ch.geometry.slot_size) return SHMC_EMSGSIZE;
+    int rc = shmi_writer_claim(w, timeout_ns);
+    if (rc) return rc;
+    uint64_t pos = w->claimed_pos;
+    if (len) memcpy(shmi_ring_payload(&w->ch.ring, pos), data, len);
+    shmi_writer_publish(w, pos, (uint32_t)len);
+    return 0;
+}
+
+int shmi_writer_send_many(shmi_writer_t *w, const void *data, const uint64_t *lens, size_t count,
+                          size_t *sent, int64_t timeout_ns)
+{
+    *sent = 0;
+    for (size_t i = 0; i < count; i++)
+        if (lens[i] > w->ch.geometry.slot_size) return SHMC_EMSGSIZE;
+    uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
+    const unsigned char *next = data;
+    for (size_t i = 0; i < count; i++) {
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0) {
+            uint64_t now = shmi_now_ns();
+            left = now < deadline ? (int64_t)(deadline - now) : 0;
+        }
+        int rc = shmi_writer_send(w, next, (size_t)lens[i], left);
+        if (rc) return rc;
+        next += lens[i];
+        *sent = i + 1;
+    }
+    return 0;
+}
+
+void shmi_writer_cancel(shmi_writer_t *w, uint64_t pos)
+{
+    shmi_ring_recover(&w->ch.ring, shmi_word(pos, w->index, SHMI_SLOT_WRITING));
+}
+
+void shmi_channel_stats(shmi_channel_t *ch, shmc_stats_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->size = sizeof *s;
+    s->num_slots = ch->geometry.num_slots;
+    s->slot_size = ch->geometry.slot_size;
+    s->flags = ch->geometry.flags;
+    s->head = head_of(ch);
+    s->tail = atomic_load_explicit(&ch->ring.ctrl->tail, memory_order_acquire);
+    s->publishers = shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER);
+    s->subscribers = shmi_registry_count(&ch->registry, SHMI_ROLE_FOLLOWER);
+    s->publisher_alive = s->publishers > 0;
+}
+
+void shmi_writer_stats(shmi_writer_t *w, shmc_stats_t *s)
+{
+    shmi_channel_stats(&w->ch, s);
+    s->sent = w->sent;
+}
+
+void shmi_writer_leave(shmi_writer_t *w)
+{
+    if (w->detached) return;
+    w->detached = 1;
+    shmi_registry_leave(&w->ch.registry, w->index);
+    if (w->role == SHMI_ROLE_KEEPER) shmi_channel_close_if_last(&w->ch, SHMI_ROLE_KEEPER);
+}

@@ -1,0 +1,161 @@
+"""PUSH/PULL: a work queue. Any number of Pushers and Pullers, in any number of processes; each
+message goes to exactly one Puller, none is lost, none duplicated. Pushers wait while the queue is
+full (or raise :class:`SHMBufferFullError` when ``block=False``). A Puller killed while taking a
+message gives it back to the queue; a Pusher killed while writing one leaves a slot the Pullers skip."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+from . import _binding as b
+from ._endpoint import check_int, check_name
+from ._io import (MODES, Receiver, Sender, check_geometry, connect_ns_of, follower_open,
+                  keeper_open_failed)
+from .log import logger
+from .serialize import codec
+
+ffi, lib = b.ffi, b.lib
+
+
+def _stats_dict(s: Any) -> Dict[str, Any]:
+    return {
+        "num_slots": s.num_slots,
+        "slot_size": s.slot_size,
+        "head": s.head,
+        "tail": s.tail,
+        "msg_count": s.head,
+        "queued": max(0, s.head - s.tail),
+        "pushers": s.publishers,
+        "pullers": s.subscribers,
+    }
+
+
+class Pusher(Sender):
+    """Creates work queue ``name`` (or joins it as one more pusher) and pushes work items to it.
+
+    ``num_slots`` is the queue depth, ``slot_size`` the largest item in bytes; ``mode`` the segment's
+    permission (0o600 default, 0o660 group, 0o666 everyone).
+    """
+
+    def __init__(self, name: str, num_slots: int = 128, slot_size: int = 4096,
+                 serialization: str = "pickle", *, max_peers: int = 64, mode: int = 0o600) -> None:
+        super().__init__(name)
+        raw_name = check_name(name)
+        check_geometry(num_slots, slot_size, max_peers, mode)
+        self._dumps, _ = codec(serialization)
+        self.serialization = serialization
+        self.num_slots = num_slots
+        self.slot_size = slot_size
+        opts = ffi.new("shmc_push_options_t *")
+        lib.shmc_push_options_init(opts)
+        opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
+        opts.flags = MODES[mode]
+        out = ffi.new("shmc_push_t **")
+        rc = lib.shmc_push_open(raw_name, opts, out)
+        if rc:
+            keeper_open_failed(rc, f"cannot create Pusher {self.name!r}", "pusher")
+        self._handle = out[0]
+        self._send = lib.shmc_push_send
+        self._try_send = lib.shmc_push_try_send
+        self._send_many = lib.shmc_push_send_many
+        logger.debug("pusher %r open (num_slots=%d slot_size=%d)", name, num_slots, slot_size)
+
+    def send(self, data: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Serializes ``data`` and queues it. While the queue is full, waits up to ``timeout`` seconds
+        (None: forever; then :class:`SHMTimeoutError`), or raises :class:`SHMBufferFullError` at once
+        with ``block=False``. Returns True once queued."""
+        return self._send_payload(self._serialize(data), block, timeout)
+
+    def send_bytes(self, payload: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Queues a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
+        return self._send_payload(payload, block, timeout)
+
+    def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = True,
+                        timeout: Optional[float] = None) -> int:
+        """Queues a batch of bytes-like items in one C call (the fast path for throughput). Returns
+        how many were queued; on a full queue the error carries ``.sent``."""
+        return self._send_many_payloads(payloads, block, timeout)
+
+    def send_many(self, items: Sequence[Any], *, block: bool = True,
+                  timeout: Optional[float] = None) -> int:
+        """Serializes and queues a batch of items in one C call."""
+        return self._send_many_payloads([self._serialize(x) for x in items], block, timeout)
+
+    def _full_message(self) -> str:
+        return f"work queue {self.name!r} is full: no Puller has taken the oldest item"
+
+    def _close_handle(self, handle: Any) -> None:
+        lib.shmc_push_close(handle)
+
+    def stats(self) -> Dict[str, Any]:
+        """Queue statistics: head (items ever queued), tail (items taken), queued, sent (by this
+        pusher), pushers and pullers alive, geometry."""
+        s = ffi.new("shmc_stats_t *")
+        s.size = ffi.sizeof("shmc_stats_t")
+        b.check(lib.shmc_push_stats(self._require(), s), f"stats of {self.name!r}")
+        out = _stats_dict(s)
+        out.update(name=self.name, sent=s.sent, drop_count=0)
+        return out
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<Pusher {self.name!r} closed>"
+        s = self.stats()
+        return (f"<Pusher {self.name!r} num_slots={s['num_slots']} slot_size={s['slot_size']} "
+                f"sent={s['sent']} queued={s['queued']} pullers={s['pullers']}>")
+
+
+class Puller(Receiver):
+    """Attaches to work queue ``name``, waiting up to ``timeout_connect`` seconds for a Pusher.
+    Pullers compete: each item goes to exactly one of them. ``spin_us`` is how long a receive
+    busy-waits before it sleeps on a futex."""
+
+    def __init__(self, name: str, timeout_connect: float = 5.0, serialization: str = "pickle", *,
+                 spin_us: int = 50) -> None:
+        super().__init__(name)
+        raw_name = check_name(name)
+        connect_ns = connect_ns_of(timeout_connect)
+        check_int(spin_us, "spin_us", 0, 1_000_000)
+        _, self._loads = codec(serialization)
+        self.serialization = serialization
+        self.timeout_connect = timeout_connect
+        opts = ffi.new("shmc_pull_options_t *")
+        lib.shmc_pull_options_init(opts)
+        opts.spin_us = spin_us
+        out = ffi.new("shmc_pull_t **")
+        follower_open(lib.shmc_pull_open, raw_name, opts, out, connect_ns, name, timeout_connect,
+                      "Pusher")
+        self._handle = out[0]
+        self._next = lib.shmc_pull_next
+        self._buffer_fn = lib.shmc_pull_buffer
+        self._recv_many = lib.shmc_pull_recv_many
+        self._refresh_buffer()
+        logger.debug("puller %r attached", name)
+
+    def _close_handle(self, handle: Any) -> None:
+        lib.shmc_pull_close(handle)
+
+    @property
+    def pusher_alive(self) -> bool:
+        """True while at least one Pusher process of the queue is alive."""
+        return bool(lib.shmc_pull_pusher_alive(self._require()))
+
+    def stats(self) -> Dict[str, Any]:
+        """received (by this puller), dropped (items lost because their pusher died mid-write),
+        restored (items this puller took over from a puller that died), queue head/tail."""
+        s = ffi.new("shmc_stats_t *")
+        s.size = ffi.sizeof("shmc_stats_t")
+        b.check(lib.shmc_pull_stats(self._require(), s), f"stats of {self.name!r}")
+        out = _stats_dict(s)
+        out.update(name=self.name, received=s.received, dropped=s.dropped, restored=s.restored,
+                   reconnects=s.reconnects)
+        return out
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<Puller {self.name!r} closed>"
+        s = self.stats()
+        return f"<Puller {self.name!r} received={s['received']} queued={s['queued']}>"
+
+
+__all__ = ["Pusher", "Puller"]
