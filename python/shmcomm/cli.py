@@ -31,13 +31,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
         state = "unreadable: " + i.error if i.error else ("stale" if i.stale else "live")
         rows.append([i.channel or "?", i.pattern, state, str(i.creator_pid), str(i.publishers),
                      str(i.subscribers), str(i.head), f"{i.num_slots}x{i.slot_size}", str(i)])
-    _print_table(rows, ["CHANNEL", "PATTERN", "STATE", "CREATOR", "PUBS", "SUBS", "MESSAGES",
+    # KEEPERS: publishers / repliers / pushers; PEERS: subscribers / requesters / pullers.
+    _print_table(rows, ["CHANNEL", "PATTERN", "STATE", "CREATOR", "KEEPERS", "PEERS", "MESSAGES",
                         "SLOTS", "OS NAME"])
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    name = args.name if args.name.startswith("shmcomm_") else os_name(args.name)
+    if args.name.startswith("shmcomm_"):
+        name = args.name
+    else:  # the first pattern that has a channel of this name
+        candidates = [os_name(args.name, p) for p in ("pubsub", "reqrep", "pipeline")]
+        name = next((c for c in candidates if segment_info(c).error != "no such channel"), candidates[0])
     info = segment_info(name)
     if info.error == "no such channel":
         print(f"no channel {args.name!r} (looked for segment {name})", file=sys.stderr)

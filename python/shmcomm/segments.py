@@ -16,7 +16,8 @@ ffi, lib = b.ffi, b.lib
 
 SHM_DIR = "/dev/shm"
 PREFIX = "shmcomm_"
-_PATTERNS = {lib.SHMC_PATTERN_PUBSUB: "pubsub"}
+_PATTERNS = {lib.SHMC_PATTERN_PUBSUB: "pubsub", lib.SHMC_PATTERN_REQREP: "reqrep",
+             lib.SHMC_PATTERN_PIPELINE: "pipeline"}
 _STATES = {1: "ready", 2: "closed", 3: "replaced"}
 
 
@@ -34,9 +35,11 @@ def _age_seconds(os_name: str) -> float:
 
 class SegmentInfo(str):
     """The OS name of a segment (a ``str``, as in shm-comm's API), with what its header says as
-    attributes: ``pattern``, ``channel``, ``stale``, ``creator_pid``, ``creator_alive``,
-    ``publishers``, ``subscribers``, ``num_slots``, ``slot_size``, ``size_bytes``, ``head``,
-    ``error`` (why the header could not be read, else None)."""
+    attributes: ``pattern`` ("pubsub", "reqrep" or "pipeline"), ``channel``, ``stale``,
+    ``creator_pid``, ``creator_alive``, ``publishers`` and ``subscribers`` (the live keepers and
+    followers: publishers/subscribers, repliers/requesters, pushers/pullers), ``num_slots``,
+    ``slot_size``, ``size_bytes``, ``head`` (messages ever sent), ``error`` (why the header could not
+    be read, else None)."""
 
     pattern: str
     channel: str

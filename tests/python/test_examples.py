@@ -93,3 +93,58 @@ def test_examples_have_docstrings_and_help() -> None:
         proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], capture_output=True,
                               text=True, timeout=60, env=child_env())
         assert proc.returncode == 0 and "publisher" in proc.stdout and "subscriber" in proc.stdout
+
+
+def start_example(script: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(EXAMPLES / script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("server_first", [True, False], ids=["server_first", "client_first"])
+def test_reqrep_example_two_clients(channel: str, server_first: bool) -> None:
+    count = 200
+    common = ["--name", channel, "--wait", "20"]
+    server_args = ["server", "--count", str(2 * count), *common]
+    client_args = ["client", "--count", str(count), *common]
+    if server_first:
+        server = start_example("reqrep_example.py", *server_args)
+        clients = [start_example("reqrep_example.py", *client_args) for _ in range(2)]
+    else:
+        clients = [start_example("reqrep_example.py", *client_args) for _ in range(2)]
+        server = start_example("reqrep_example.py", *server_args)
+    results = [finish(c) for c in clients]
+    served = finish(server)
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert f"client: done, {count} replies checked" in result.stdout
+        assert re.search(r"^client: 0 \+ 1000 = 1000 \(server pid \d+\)$", result.stdout, re.M)
+    assert served.returncode == 0, served.stderr
+    assert f"server: done, {2 * count} requests served" in served.stdout
+
+
+def test_reqrep_example_client_without_server_explains(channel: str) -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "reqrep_example.py"), "client", "--name", channel,
+                           "--wait", "0.3"], capture_output=True, text=True, timeout=60, env=child_env())
+    assert proc.returncode == 2
+    assert "start the Replier first or raise timeout_connect" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_work_queue_example(channel: str) -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "work_queue.py"), "--workers", "3", "--jobs", "3000",
+                           "--name", channel], capture_output=True, text=True, timeout=100, env=child_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "producer: 3000 jobs done by 3 workers" in proc.stdout
+    assert "producer: missing=0 done twice=0" in proc.stdout
