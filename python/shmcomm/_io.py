@@ -96,7 +96,30 @@ def connect_ns_of(timeout_connect: Any) -> int:
     return connect_ns
 
 
-class Sender(Endpoint):
+class Channel(Endpoint):
+    """An endpoint with a serialization and the statistics call every endpoint has."""
+
+    _dumps: Callable[[Any], bytes]
+    serialization: str
+
+    def _serialize(self, data: Any) -> bytes:
+        try:
+            return self._dumps(data)
+        except SHMError:
+            raise
+        except Exception as exc:
+            raise SHMSerializationError(
+                f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
+
+    def _c_stats(self, stats_fn: Any) -> Any:
+        """The endpoint's shmc_stats_t, filled by stats_fn (shmc_pub_stats, shmc_pull_stats, ...)."""
+        s = ffi.new("shmc_stats_t *")
+        s.size = ffi.sizeof("shmc_stats_t")
+        b.check(stats_fn(self._require(), s), f"stats of {self.name!r}")
+        return s
+
+
+class Sender(Channel):
     """Sending half. Subclasses set ``_try_send`` (handle, buf, len), ``_send`` (handle, buf, len,
     timeout_ns), ``_send_many`` (handle, data, lens, count, sent*, timeout_ns), ``_dumps``,
     ``serialization`` and ``slot_size``, and describe a full channel in ``_full_message``."""
@@ -107,15 +130,6 @@ class Sender(Endpoint):
     _try_send: Any
     _send: Any
     _send_many: Any
-
-    def _serialize(self, data: Any) -> bytes:
-        try:
-            return self._dumps(data)
-        except SHMError:
-            raise
-        except Exception as exc:
-            raise SHMSerializationError(
-                f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
 
     def _send_payload(self, payload: Any, block: bool, timeout: Optional[float]) -> bool:
         """Sends a bytes-like object with one copy; every line costs on this hot path."""
@@ -173,7 +187,7 @@ class Sender(Endpoint):
         b.raise_error(rc, f"send on {self.name!r} failed")
 
 
-class Receiver(Endpoint):
+class Receiver(Channel):
     """Receiving half, on the endpoint's own C buffer. Subclasses set ``_next`` (handle, timeout_ns)
     -> size or error, ``_buffer_fn`` (handle, void**, size_t*), ``_recv_many`` (handle, buf, cap,
     lens, max, count*, timeout_ns) and ``_loads``."""

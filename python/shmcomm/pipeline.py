@@ -90,9 +90,7 @@ class Pusher(Sender):
     def stats(self) -> Dict[str, Any]:
         """Queue statistics: head (items ever queued), tail (items taken), queued, sent (by this
         pusher), pushers and pullers alive, geometry."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_push_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_push_stats)
         out = _stats_dict(s)
         out.update(name=self.name, sent=s.sent, drop_count=0)
         return out
@@ -143,9 +141,7 @@ class Puller(Receiver):
     def stats(self) -> Dict[str, Any]:
         """received (by this puller), dropped (items lost because their pusher died mid-write),
         restored (items this puller took over from a puller that died), queue head/tail."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_pull_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_pull_stats)
         out = _stats_dict(s)
         out.update(name=self.name, received=s.received, dropped=s.dropped, restored=s.restored,
                    reconnects=s.reconnects)

@@ -172,9 +172,7 @@ class Publisher(Sender):
     def stats(self) -> Dict[str, Any]:
         """Ring statistics: head/msg_count (messages published on the channel), sent (by this
         publisher), subscribers, publishers, geometry."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_pub_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_pub_stats)
         out = _stats_dict(s)
         out.update(name=self.name, sent=s.sent, drop_count=0)
         return out
@@ -372,9 +370,7 @@ class Subscriber(Receiver):
     def stats(self) -> Dict[str, Any]:
         """received + dropped + skipped = messages published since this subscriber attached.
         ``local_tail`` is the subscriber's cursor (the next position it reads)."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_sub_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_sub_stats)
         out = _stats_dict(s)
         out.update(name=self.name, local_tail=s.cursor, received=s.received, dropped=s.dropped,
                    skipped=s.skipped, reconnects=s.reconnects, lag=max(0, s.head - s.cursor))

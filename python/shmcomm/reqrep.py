@@ -72,13 +72,7 @@ class Replier(Receiver):
         """Serializes ``data`` and sends it as the reply to the request received last. True if
         delivered; False if its Requester no longer waits (it timed out or died): the reply is
         discarded. Never blocks."""
-        try:
-            payload = self._dumps(data)
-        except Exception as exc:
-            from .errors import SHMSerializationError
-            raise SHMSerializationError(
-                f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
-        return self.send_bytes(payload)
+        return self.send_bytes(self._serialize(data))
 
     def send_bytes(self, payload: Any) -> bool:
         """Sends a bytes-like reply to the request received last (see :meth:`send`)."""
@@ -125,9 +119,7 @@ class Replier(Receiver):
     def stats(self) -> Dict[str, Any]:
         """received (requests handed to this replier), sent (replies delivered), expired (requests
         skipped and replies discarded because their requester stopped waiting)."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_rep_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_rep_stats)
         out = _stats_dict(s)
         out.update(name=self.name, received=s.received, sent=s.sent, expired=s.expired,
                    restored=s.restored)
@@ -170,14 +162,6 @@ class Requester(Receiver):
 
     def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         raise SHMSequenceError("a Requester gets one reply per request: use recv()", b.ESEQUENCE)
-
-    def _serialize(self, data: Any) -> bytes:
-        try:
-            return self._dumps(data)
-        except Exception as exc:
-            from .errors import SHMSerializationError
-            raise SHMSerializationError(
-                f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
 
     def send(self, data: Any, timeout: Optional[float] = None) -> bool:
         """Serializes ``data`` and sends it as a request; ``recv()`` waits for its reply. A request
@@ -257,9 +241,7 @@ class Requester(Receiver):
 
     def stats(self) -> Dict[str, Any]:
         """sent (requests), received (replies), expired (requests given up: timeout or cancel)."""
-        s = ffi.new("shmc_stats_t *")
-        s.size = ffi.sizeof("shmc_stats_t")
-        b.check(lib.shmc_req_stats(self._require(), s), f"stats of {self.name!r}")
+        s = self._c_stats(lib.shmc_req_stats)
         out = _stats_dict(s)
         out.update(name=self.name, sent=s.sent, received=s.received, expired=s.expired,
                    reconnects=s.reconnects)
