@@ -287,7 +287,9 @@ SHMC_API int shmc_rep_open(const char *name, const shmc_rep_options_t *opts, shm
 /* Takes the next request into buf[cap] (SHMC_ETRUNC with *len set, nothing taken, if too small). It
  * becomes the current request, which shmc_rep_send answers; taking the next one without answering
  * leaves the previous requester to its timeout. Requests whose requester stopped waiting (timed out,
- * cancelled, died) are skipped without being returned, and counted as expired. */
+ * cancelled, died) are skipped without being returned, and counted as expired (a requester seen alive
+ * is trusted for 10 ms: one that died within that window may still have its request returned, and
+ * the reply is discarded harmlessly). */
 SHMC_API int shmc_rep_recv(shmc_rep_t *rep, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
 /* shmc_rep_recv into the replier's own buffer (shmc_rep_buffer); returns the size or a negative code. */
 SHMC_API int64_t shmc_rep_next(shmc_rep_t *rep, int64_t timeout_ns);

@@ -33,6 +33,7 @@ enum { MB_IDLE = 0, MB_EXPECT = 1, MB_WRITING = 2, MB_READY = 3 };
 #define MB_NOBODY 0xFFu
 #define COUNTER_BITS 24             /* request ids: ticket << 24 | counter, 54 bits in all */
 #define SLOW_CHECK_NS 100000000ull  /* requester: replier liveness and restarts, every 100 ms */
+#define REQUESTER_CHECK_NS 10000000ull /* replier: a requester seen alive is trusted this long */
 
 static uint64_t mb_word(uint64_t id, uint32_t owner, uint32_t state)
 {
@@ -54,6 +55,10 @@ static unsigned char *mailbox_payload(shmi_mailbox_t *mb)
 
 struct shmc_rep {
     shmi_reader_t r; /* first: read_once casts the reader back to the replier */
+    /* Liveness of requesters, by registry index: checking a process costs a /proc read, so a
+     * requester seen alive (with this owner word) is trusted for REQUESTER_CHECK_NS. */
+    uint64_t owner_seen[SHMI_MAX_PEERS];
+    uint64_t alive_until[SHMI_MAX_PEERS];
     int has_current;
     uint32_t current_route;
     uint64_t current_id;
@@ -62,6 +67,7 @@ struct shmc_rep {
 
 struct shmc_req {
     shmi_writer_t w; /* writes requests; w.index is also our mailbox */
+    uint32_t repliers;  /* live repliers at the last service check */
     int64_t spin_ns;
     uint64_t ticket, counter;
     uint64_t pending; /* id of the request we wait for, 0 if none */
@@ -86,6 +92,28 @@ void shmc_req_options_init(shmc_req_options_t *o) { shmc_sub_options_init(o); }
 
 /* ------------------------------------------------------------------ replier */
 
+void shmi_mailbox_forget(shmi_channel_t *ch, uint32_t index)
+{
+    shmi_mailbox_t *mb = mailbox_of(ch, index);
+    uint64_t word = atomic_load_explicit(&mb->word, memory_order_acquire);
+    if (mb_state(word) == MB_EXPECT)
+        atomic_compare_exchange_strong_explicit(&mb->word, &word, mb_word(0, 0, MB_IDLE),
+                                                memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* 1 if the requester at `route` is alive (cached, see struct shmc_rep). */
+static int requester_alive(shmc_rep_t *rep, uint32_t route)
+{
+    shmi_registry_t *reg = &rep->r.ch.registry;
+    uint64_t owner = atomic_load_explicit(&reg->peers[route].owner, memory_order_acquire);
+    uint64_t now = shmi_now_ns();
+    if (owner == rep->owner_seen[route] && now < rep->alive_until[route]) return 1;
+    if (shmi_registry_live_role(reg, route) != SHMI_ROLE_FOLLOWER) return 0;
+    rep->owner_seen[route] = owner;
+    rep->alive_until[route] = now + REQUESTER_CHECK_NS;
+    return 1;
+}
+
 /* One attempt to take a request whose requester still waits for it. */
 static int rep_take(shmi_reader_t *r)
 {
@@ -105,7 +133,7 @@ static int rep_take(shmi_reader_t *r)
         /* Naming ourselves in the requester's mailbox before freeing the slot: if we die after
          * this, the requester sees a dead owner; before it, the slot is given back to the queue. */
         uint64_t expect = mb_word(id, MB_NOBODY, MB_EXPECT);
-        int wanted = route < ch->geometry.max_peers &&
+        int wanted = route < ch->geometry.max_peers && requester_alive(rep, route) &&
                      atomic_compare_exchange_strong_explicit(
                          &mailbox_of(ch, route)->word, &expect, mb_word(id, r->index, MB_EXPECT),
                          memory_order_acq_rel, memory_order_relaxed);
@@ -324,6 +352,7 @@ static void req_check_service(shmc_req_t *req)
             }
         }
     }
+    req->repliers = shmi_registry_count(&req->w.ch.registry, SHMI_ROLE_KEEPER);
 }
 
 int shmc_req_send(shmc_req_t *req, const void *data, size_t len, int64_t timeout_ns)
@@ -337,6 +366,10 @@ int shmc_req_send(shmc_req_t *req, const void *data, size_t len, int64_t timeout
     if (atomic_load_explicit(&ch->header->state, memory_order_acquire) != SHMI_STATE_READY) {
         req->next_slow_check = 0;
         return SHMC_ECLOSED;
+    }
+    if (req->repliers == 0) { /* no replier at the last check: look again next time */
+        req->next_slow_check = 0;
+        return SHMC_EPEERDEAD;
     }
     if (++req->counter >> COUNTER_BITS) { /* ids of this ticket used up: take another */
         req->ticket = atomic_fetch_add_explicit(&ch->header->tickets, 1, memory_order_relaxed) + 1;
@@ -389,20 +422,26 @@ static int req_maintain(void *ctx)
     shmc_req_t *req = ctx;
     shmi_channel_t *ch = &req->w.ch;
     shmi_registry_heartbeat(&ch->registry, req->w.index);
-    uint64_t word = atomic_load_explicit(&own_mailbox(req)->word, memory_order_acquire);
+    shmi_mailbox_t *mb = own_mailbox(req);
+    uint64_t word = atomic_load_explicit(&mb->word, memory_order_acquire);
     uint32_t owner = mb_owner(word);
+    int rc = 0;
     /* By role too: a dead replier's entry may have been reaped and taken by a requester. */
     if ((mb_state(word) == MB_EXPECT || mb_state(word) == MB_WRITING) && owner != MB_NOBODY &&
         shmi_registry_live_role(&ch->registry, owner) != SHMI_ROLE_KEEPER)
-        return SHMC_EPEERDEAD;
+        rc = SHMC_EPEERDEAD;
     uint64_t now = shmi_now_ns();
-    if (now >= req->next_slow_check) {
+    if (!rc && now >= req->next_slow_check) {
         req->next_slow_check = now + SLOW_CHECK_NS;
         if (atomic_load_explicit(&ch->header->state, memory_order_acquire) != SHMI_STATE_READY)
-            return SHMC_ECLOSED;
-        if (shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER) == 0) return SHMC_EPEERDEAD;
+            rc = SHMC_ECLOSED;
+        else if (shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER) == 0)
+            rc = SHMC_EPEERDEAD;
     }
-    return 0;
+    /* A replier that answered, then died or closed, did so after storing READY: look once more,
+     * now that the verdict is in, so a reply already there is never thrown away. */
+    if (rc && mb_state(atomic_load_explicit(&mb->word, memory_order_acquire)) == MB_READY) rc = 0;
+    return rc;
 }
 
 int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, int64_t timeout_ns)

@@ -17,7 +17,9 @@ uint32_t shmi_mode_for(uint32_t flags)
 
 void shmi_recover_claims_of(void *ctx, uint32_t index)
 {
-    shmi_ring_recover_owner(&((shmi_channel_t *)ctx)->ring, index);
+    shmi_channel_t *ch = ctx;
+    shmi_ring_recover_owner(&ch->ring, index);
+    if (ch->mailboxes) shmi_mailbox_forget(ch, index);
 }
 
 void shmi_recover_if_dead(shmi_channel_t *ch, uint64_t word)

@@ -38,9 +38,11 @@ static int maintain(void *ctx)
     uint64_t now = shmi_now_ns();
     if (now >= r->next_slow_check) {
         r->next_slow_check = now + SLOW_CHECK_NS;
-        if (r->role == SHMI_ROLE_KEEPER) {
+        /* Keepers reap the dead; so do competing readers, whose dead peers may hold a message that
+         * only the reap gives back when no writer is waiting behind it. */
+        if (r->role == SHMI_ROLE_KEEPER || r->ch.ring.competing)
             shmi_registry_reap(&r->ch.registry, shmi_recover_claims_of, &r->ch);
-        } else if (!r->pinned && follow_restart(r)) {
+        if (r->role == SHMI_ROLE_FOLLOWER && !r->pinned && follow_restart(r)) {
             /* The wait in progress sleeps on the old channel's wait word, which moving unmapped:
              * end it here (shmi_wait returns at once) so that shmi_reader_wait waits on the new one. */
             return READER_MOVED;
