@@ -314,7 +314,8 @@ SHMC_API int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, 
 SHMC_API int64_t shmc_req_next(shmc_req_t *req, int64_t timeout_ns);
 SHMC_API int shmc_req_buffer(shmc_req_t *req, const void **buf, size_t *cap);
 /* Send, then wait for the reply into the own buffer, all within timeout_ns: the size of the reply or a
- * negative code. On any failure the request is given up (a late reply is discarded). */
+ * negative code: SHMC_EAGAIN if the request queue stayed full (nothing was sent), SHMC_ETIMEDOUT if
+ * no reply came in time. On any failure the request is given up (a late reply is discarded). */
 SHMC_API int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t timeout_ns);
 /* Gives up the pending request (its reply, if it comes, is discarded). No-op if none. */
 SHMC_API int shmc_req_cancel(shmc_req_t *req);

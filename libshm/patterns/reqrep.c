@@ -481,6 +481,7 @@ int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t 
 {
     uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
     int rc = shmc_req_send(req, data, len, timeout_ns);
+    if (rc == SHMC_ETIMEDOUT) return SHMC_EAGAIN; /* the request queue stayed full */
     if (rc) return rc;
     int64_t left = timeout_ns;
     if (timeout_ns > 0) {
@@ -489,7 +490,7 @@ int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t 
     }
     int64_t n = shmc_req_next(req, left);
     if (n < 0) req_give_up(req);
-    return n;
+    return n == SHMC_EAGAIN ? SHMC_ETIMEDOUT : n; /* no reply in time, also with timeout 0 */
 }
 
 int shmc_req_cancel(shmc_req_t *req)

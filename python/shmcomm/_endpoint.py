@@ -4,6 +4,7 @@ closed at interpreter exit), timeouts in slices so Ctrl-C stays responsive, and 
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 import weakref
 from typing import Any, Callable, Optional
@@ -70,6 +71,8 @@ class Endpoint:
         self._busy = 0
         self._last_timeout: Any = None  # the last timeout converted, and its value in ns
         self._last_ns = -1
+        self._waiting_thread = 0  # the thread inside _call_waiting, 0 if none
+        self._close_done = False
         _live.add(self)
 
     def _ns(self, timeout: Optional[float]) -> int:
@@ -113,11 +116,21 @@ class Endpoint:
             return
         self._handle = None
         deadline = time.monotonic() + 5.0
-        while self._busy and time.monotonic() < deadline:
-            time.sleep(0.001)  # another thread is inside a C call with this handle: let it finish
+        # Another thread inside a C call with this handle: let it finish. Not when the waiting call
+        # is this thread's own (close() from a signal handler that interrupted it).
+        if self._waiting_thread != threading.get_ident():
+            while self._busy and time.monotonic() < deadline:
+                time.sleep(0.001)
         self._before_close()
         self._close_handle(handle)
+        self._close_done = True
         logger.debug("closed %r", self)
+
+    def _wait_closed(self) -> None:
+        """Returns once a close() begun in another thread has released the C handle (at most 5 s)."""
+        deadline = time.monotonic() + 5.0
+        while not self._close_done and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def __enter__(self) -> "Endpoint":
         return self
@@ -139,6 +152,7 @@ class Endpoint:
         if handle is None:
             raise self._closed_error()
         self._busy += 1
+        self._waiting_thread = threading.get_ident()
         try:
             if 0 <= timeout_ns <= SLICE_NS:
                 return call(handle, timeout_ns)
@@ -154,3 +168,4 @@ class Endpoint:
                     raise self._closed_error()
         finally:
             self._busy -= 1
+            self._waiting_thread = 0

@@ -6,13 +6,14 @@ Requester whose Replier dies while handling its request fails at once with
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import _binding as b
 from ._endpoint import SLICE_NS, check_int, check_name
 from ._io import (MODES, Receiver, as_buffer, check_geometry, connect_ns_of, follower_open,
                   keeper_open_failed)
-from .errors import SHMClosedError, SHMSequenceError, SHMTimeoutError
+from .errors import SHMBufferFullError, SHMClosedError, SHMSequenceError, SHMTimeoutError
 from .log import logger
 from .serialize import codec
 
@@ -101,9 +102,11 @@ class Replier(Receiver):
             try:
                 n = self._receive(next_request, SLICE_NS / 1e9)
             except SHMClosedError:
+                self._wait_closed()
                 return served
             if n is None:
                 if self.closed:
+                    self._wait_closed()
                     return served
                 continue
             request = self._buffer[0:n]
@@ -175,12 +178,21 @@ class Requester(Receiver):
         size = len(buf)
         send = self._send
         rc = self._call_waiting(lambda h, t: send(h, buf, size, t), self._ns(timeout))
+        if rc == _EAGAIN or rc == _ETIMEDOUT:
+            self._queue_full(rc, timeout)
         if rc:
             self._failed(rc, size, timeout)
         return True
 
+    def _queue_full(self, rc: int, timeout: Optional[float]) -> None:
+        what = (f"the request queue of {self.name!r} is full: the Repliers are not keeping up; "
+                "nothing was sent")
+        if timeout == 0:
+            raise SHMBufferFullError(f"{what}; pass a timeout to wait for room", rc)
+        raise SHMTimeoutError(f"{what} (it stayed full for {timeout} s)", rc)
+
     def _failed(self, rc: int, size: int, timeout: Optional[float]) -> None:
-        if rc == b.ETIMEDOUT:
+        if rc == b.ETIMEDOUT or rc == b.EAGAIN:
             raise SHMTimeoutError(f"no reply from {self.name!r} within {timeout} s; the request was "
                                   "given up (a late reply is discarded)", rc)
         if rc == b.EMSGSIZE:
@@ -216,10 +228,14 @@ class Requester(Receiver):
             self._busy += 1
             n = self._request(handle, buf, size, ns)
             self._busy -= 1
+            if n == _EAGAIN:
+                self._queue_full(n, timeout)
         else:  # longer waits in slices, so Ctrl-C and close() are noticed
-            self.send_bytes(payload)
-            n = self._call_waiting(self._next, ns)
-            if n == _ETIMEDOUT:
+            deadline = time.monotonic() + timeout if timeout is not None else None
+            self.send_bytes(payload, timeout)
+            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e9))
+            n = self._call_waiting(self._next, left)
+            if n == _ETIMEDOUT or n == _EAGAIN:
                 lib.shmc_req_cancel(handle)
         if n < 0:
             self._failed(n, size, timeout)

@@ -326,3 +326,305 @@ def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+# ---- PUSH/PULL targets --------------------------------------------------------------------------
+
+STOP = b"STOP"  # a work item no pusher sends as data (data items are 8 or 16 bytes): "stop pulling"
+
+
+def pair_pusher(name: str, pusher_id: int, count: int, batch: int, num_slots: int, go: Any, done: Any,
+                events: Any) -> None:
+    """One of several pushers on a work queue: pushes (pusher_id, seq) pairs for seq in range(count),
+    ``batch`` at a time with send_many_bytes, once ``go`` is set. Stays until ``done``."""
+    def body() -> None:
+        from shmcomm import Pusher
+
+        with Pusher(name, num_slots=num_slots, slot_size=64, serialization="raw") as push:
+            events.put({"kind": "ready", "pusher_id": pusher_id, "pid": os.getpid()})
+            if not go.wait(30):
+                raise AssertionError("never told to go")
+            for start in range(0, count, batch):
+                items = [PAIR.pack(pusher_id, seq) for seq in range(start, min(count, start + batch))]
+                if push.send_many_bytes(items, timeout=30.0) != len(items):
+                    raise AssertionError("send_many_bytes queued only part of a batch")
+            events.put({"kind": "result", "pusher_id": pusher_id, "sent": push.stats()["sent"]})
+            if not done.wait(60):
+                raise AssertionError("the parent never said it was done")
+    _run(events, body)
+
+
+def pair_puller(name: str, index: int, events: Any) -> None:
+    """A competing puller: takes items in batches (recv_many_bytes) until it gets a STOP item; reports
+    every data item it took, in the order it took them, and how many STOP items it took."""
+    def body() -> None:
+        from shmcomm import Puller
+
+        with Puller(name, timeout_connect=10.0, serialization="raw") as pull:
+            events.put({"kind": "ready", "index": index, "pid": os.getpid()})
+            items: List[bytes] = []
+            stops = 0
+            while not stops:
+                batch = pull.recv_many_bytes(256, timeout=30.0)
+                if not batch:
+                    raise AssertionError(f"puller {index}: nothing within 30 s after {len(items)} items")
+                for item in batch:
+                    if item == STOP:
+                        stops += 1
+                    else:
+                        items.append(item)
+            stats = pull.stats()
+            events.put({"kind": "result", "index": index, "items": b"".join(items), "count": len(items),
+                        "stops": stops, "received": stats["received"], "dropped": stats["dropped"]})
+    _run(events, body)
+
+
+def stream_pusher(name: str, num_slots: int, finish: Any, extra: int, done: Any, events: Any) -> None:
+    """Pushes 8-byte sequence numbers 0, 1, 2, ... until ``finish`` is set, then ``extra`` more, then one
+    STOP item; reports how many it pushed; stays until ``done``."""
+    def body() -> None:
+        from shmcomm import Pusher
+
+        with Pusher(name, num_slots=num_slots, slot_size=64, serialization="raw") as push:
+            events.put({"kind": "ready", "pid": os.getpid()})
+            seq = 0
+            end = None
+            while end is None or seq < end:
+                if end is None and seq % 64 == 0 and finish.is_set():
+                    end = seq + extra
+                    continue
+                push.send_bytes(SEQ.pack(seq), timeout=30.0)
+                seq += 1
+            push.send_bytes(STOP, timeout=30.0)
+            events.put({"kind": "result", "sent": seq, "stats_sent": push.stats()["sent"]})
+            if not done.wait(60):
+                raise AssertionError("the parent never said it was done")
+    _run(events, body)
+
+
+def reporting_puller(name: str, path: str, events: Any) -> None:
+    """Takes items one at a time and appends each to the file ``path`` (one write(2) per item) as soon as
+    recv returns, so that the file holds every item taken, except at most the one taken when the
+    process is killed. Stops at a STOP item and reports its stats."""
+    def body() -> None:
+        from shmcomm import Puller
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            with Puller(name, timeout_connect=10.0, serialization="raw") as pull:
+                events.put({"kind": "ready", "pid": os.getpid()})
+                taken = 0
+                while True:
+                    item = pull.recv_bytes(timeout=30.0)
+                    if item is None:
+                        raise AssertionError(f"nothing to pull within 30 s after {taken} items")
+                    if item == STOP:
+                        break
+                    os.write(fd, item)
+                    taken += 1
+                stats = pull.stats()
+                events.put({"kind": "result", "taken": taken, "received": stats["received"],
+                            "restored": stats["restored"], "dropped": stats["dropped"]})
+        finally:
+            os.close(fd)
+    _run(events, body)
+
+
+def pattern_pusher(name: str, generation: int, size: int, num_slots: int, events: Any,
+                   count: Optional[int] = None, finish: Any = None, extra: int = 0, stops: int = 0,
+                   linger: Any = None) -> None:
+    """Pushes pattern payloads whose sequence number is (generation << 32) | seq: ``count`` of them;
+    or, with ``finish``, until it is set and then ``extra`` more; or forever (until killed). Then
+    ``stops`` STOP items, a report, and it stays until ``linger`` is set."""
+    def body() -> None:
+        from shmcomm import Pusher
+
+        with Pusher(name, num_slots=num_slots, slot_size=size, serialization="raw") as push:
+            events.put({"kind": "ready", "pid": os.getpid(), "generation": generation})
+            seq = 0
+            end = count
+            while end is None or seq < end:
+                if finish is not None and end is None and seq % 16 == 0 and finish.is_set():
+                    end = seq + extra
+                    continue
+                push.send_bytes(pattern_payload((generation << 32) | seq, size), timeout=30.0)
+                seq += 1
+            for _ in range(stops):
+                push.send_bytes(STOP, timeout=30.0)
+            events.put({"kind": "result", "generation": generation, "sent": seq})
+            if linger is not None and not linger.wait(60):
+                raise AssertionError("the parent never let us go")
+    _run(events, body)
+
+
+def pattern_puller(name: str, index: int, size: int, progress: Any, events: Any) -> None:
+    """Takes pattern items one at a time until a STOP item, checking each is whole (not torn) and has
+    the expected size; counts the items of generation 1 in the shared ``progress`` value; reports the
+    sequence numbers it took, in order."""
+    def body() -> None:
+        from shmcomm import Puller
+
+        with Puller(name, timeout_connect=10.0, serialization="raw") as pull:
+            events.put({"kind": "ready", "index": index})
+            seqs: List[int] = []
+            torn = 0
+            while True:
+                item = pull.recv_bytes(timeout=30.0)
+                if item is None:
+                    raise AssertionError(f"puller {index}: nothing within 30 s after {len(seqs)} items")
+                if item == STOP:
+                    break
+                seq = check_pattern(item)
+                if seq is None or len(item) != size:
+                    torn += 1
+                    continue
+                seqs.append(seq)
+                if seq >> 32 == 1:
+                    with progress.get_lock():
+                        progress.value += 1
+            stats = pull.stats()
+            events.put({"kind": "result", "index": index, "seqs": seqs, "torn": torn,
+                        "received": stats["received"], "dropped": stats["dropped"]})
+    _run(events, body)
+
+
+def waiting_puller(name: str, count: int, timeout_connect: float, events: Any) -> None:
+    """Says it is starting, then opens a Puller (waiting up to ``timeout_connect`` for the Pusher) and
+    takes ``count`` items (pickle), which it reports."""
+    def body() -> None:
+        from shmcomm import Puller
+
+        events.put({"kind": "starting", "pid": os.getpid()})
+        with Puller(name, timeout_connect=timeout_connect) as pull:
+            events.put({"kind": "attached"})
+            items = [pull.recv(timeout=30.0) for _ in range(count)]
+            events.put({"kind": "result", "items": items, "received": pull.stats()["received"]})
+    _run(events, body)
+
+
+# ---- REQ/REP targets ----------------------------------------------------------------------------
+
+STOP_REQUEST = "stop serving"  # a request that makes loop_replier and holding_replier answer and stop
+
+
+def _serve_until_stop(rep: Any, index: int, events: Any) -> None:
+    """Answers every request ``r`` with ("reply", index, r) until a STOP_REQUEST (answered "bye"); then
+    reports the replier's stats."""
+    while True:
+        request = rep.recv(timeout=30.0)
+        if request is None:
+            raise AssertionError(f"replier {index}: no request within 30 s")
+        if request == STOP_REQUEST:
+            rep.send("bye")
+            break
+        rep.send(("reply", index, request))
+    stats = rep.stats()
+    events.put({"kind": "result", "index": index, "received": stats["received"], "sent": stats["sent"],
+                "expired": stats["expired"]})
+
+
+def loop_replier(name: str, index: int, events: Any, hold_first: Any = None) -> None:
+    """A Replier (recv/send loop) answering ("reply", index, request) until a STOP_REQUEST. With
+    ``hold_first``, it says when it has taken its first request and answers it only once
+    ``hold_first`` is set."""
+    def body() -> None:
+        from shmcomm import Replier
+
+        with Replier(name, num_slots=16, slot_size=1024) as rep:
+            events.put({"kind": "ready", "index": index, "pid": os.getpid()})
+            if hold_first is not None:
+                request = rep.recv(timeout=30.0)
+                if request is None:
+                    raise AssertionError(f"replier {index}: no first request within 30 s")
+                events.put({"kind": "first", "index": index})
+                if not hold_first.wait(30):
+                    raise AssertionError("never told to answer the first request")
+                if not rep.send(("reply", index, request)):
+                    raise AssertionError("the requester of the first request stopped waiting")
+            _serve_until_stop(rep, index, events)
+    _run(events, body)
+
+
+def requester_client(name: str, rid: int, count: int, events: Any) -> None:
+    """A Requester making ``count`` requests (rid, seq); checks each reply is ("reply", <replier>,
+    (rid, seq)); reports how many were wrong and how many each replier answered."""
+    def body() -> None:
+        from shmcomm import Requester
+
+        with Requester(name, timeout_connect=10.0) as req:
+            events.put({"kind": "ready", "rid": rid})
+            wrong: List[Any] = []
+            by_replier: Dict[int, int] = {}
+            for seq in range(count):
+                reply = req.request((rid, seq), timeout=30.0)
+                if not (isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "reply"
+                        and reply[2] == (rid, seq)):
+                    wrong.append((seq, reply))
+                    continue
+                by_replier[reply[1]] = by_replier.get(reply[1], 0) + 1
+            stats = req.stats()
+            events.put({"kind": "result", "rid": rid, "wrong": wrong[:10], "wrong_count": len(wrong),
+                        "by_replier": by_replier, "sent": stats["sent"], "received": stats["received"],
+                        "expired": stats["expired"]})
+    _run(events, body)
+
+
+def holding_replier(name: str, then: str, events: Any, commands: Any = None) -> None:
+    """A Replier that takes one request and holds it. then="die": SIGKILLs itself while holding it.
+    then="answer": reports the request, waits for "answer" on ``commands``, answers it and reports
+    whether the reply was delivered, then serves as loop_replier until a STOP_REQUEST."""
+    def body() -> None:
+        from shmcomm import Replier
+
+        with Replier(name, num_slots=16, slot_size=1024) as rep:
+            events.put({"kind": "ready", "pid": os.getpid()})
+            request = rep.recv(timeout=30.0)
+            if request is None:
+                raise AssertionError("no request within 30 s")
+            if then == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
+            events.put({"kind": "got", "request": request})
+            command = commands.get(timeout=30)
+            if command != "answer":
+                raise AssertionError(f"unexpected command {command!r}")
+            delivered = rep.send(("reply", 0, request))
+            events.put({"kind": "answered", "delivered": delivered})
+            _serve_until_stop(rep, 0, events)
+    _run(events, body)
+
+
+def serving_replier(name: str, events: Any, stop: Any) -> None:
+    """Replier.serve(handler) answering ("served", request); a second thread closes the replier when
+    ``stop`` is set, which ends serve(); reports how many it served. Or the parent terminates it."""
+    def body() -> None:
+        import threading
+
+        from shmcomm import Replier
+
+        rep = Replier(name, num_slots=16, slot_size=1024)
+
+        def closer() -> None:
+            stop.wait(60)
+            rep.close()
+
+        thread = threading.Thread(target=closer)
+        thread.start()
+        events.put({"kind": "ready", "pid": os.getpid()})
+        served = rep.serve(lambda request: ("served", request))
+        # serve() returns once the replier reads as closed; close() may still be releasing it.
+        thread.join(30)
+        events.put({"kind": "result", "served": served, "closed": rep.closed,
+                    "closer_done": not thread.is_alive()})
+    _run(events, body)
+
+
+def victim_requester(name: str, events: Any) -> None:
+    """A Requester that sends one request and, with it pending, waits to be SIGKILLed."""
+    def body() -> None:
+        from shmcomm import Requester
+
+        req = Requester(name, timeout_connect=10.0)
+        req.send(("victim", 0))
+        events.put({"kind": "sent", "pid": os.getpid()})
+        time.sleep(120)
+    _run(events, body)
