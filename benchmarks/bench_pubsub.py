@@ -22,21 +22,20 @@ import argparse
 import array
 import gc
 import json
-import math
 import multiprocessing as mp
 import os
 import platform
 import shlex
 import shutil
-import statistics
-import struct
 import sys
 import tempfile
 import time
 import traceback
 
-MSG_SIZE = 64
-SEQ = struct.Struct("<Q")  # sequence number in the first 8 bytes of every message
+from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BenchError, BenchTimeout, _cell,
+                     _ctrl_recv, _fmt, _fmt_rate, _latency_stats, _pin, _ratio, _stop, _tp_check,
+                     collect, machine_info, summarize)
+
 LIBS = ("shmcomm", "zmq", "iceoryx2", "pipe")
 LIB_LABEL = {"shmcomm": "shmcomm", "zmq": "pyzmq ipc://", "iceoryx2": "iceoryx2", "pipe": "mp.Pipe"}
 LIB_VARIANTS = {
@@ -48,21 +47,6 @@ LIB_VARIANTS = {
 WORKLOADS = ("pingpong", "throughput")
 BATCH = 256  # messages per call in shmcomm's "batch" variant (send_many_bytes / recv_many_bytes)
 VARIANT_WORKLOADS = {"batch": ("throughput",)}  # batching has no meaning in a ping-pong
-SPIN_CHECK_MASK = 0x3FFF  # busy loops look at the clock once every 16384 empty polls
-
-
-class BenchTimeout(Exception):
-    """A bounded wait inside a worker ran out."""
-
-
-class BenchError(Exception):
-    """A run produced wrong data (bad echo, bad sequence...)."""
-
-
-# Every message is built as a fresh `bytes` object (sequence number + filler), as an application
-# producing data would; receivers copy into a preallocated bytearray (or, for iceoryx2, read the
-# sample in place).
-TAIL = bytes([0xA5]) * (MSG_SIZE - SEQ.size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,18 +85,6 @@ class _Adapter:
             t_end[0] = now + self.timeout
             return False
         return now > t_end[0]
-
-
-def _tp_check(seq: int, expected: int, st: list) -> int:
-    """Slow path for an unexpected sequence number; st = [loss, disorder, first gaps as
-    (expected, got)]. Returns the next expected number."""
-    if len(st[2]) < 20:
-        st[2].append((expected, seq))
-    if seq > expected:
-        st[0] += seq - expected
-        return seq + 1
-    st[1] += 1
-    return expected
 
 
 # ---- shmcomm ---------------------------------------------------------------------------------
@@ -744,22 +716,6 @@ ADAPTERS = {"shmcomm": ShmcommAdapter, "zmq": ZmqAdapter, "iceoryx2": Iceoryx2Ad
 # ---------------------------------------------------------------------------------------------
 
 
-def _pin(core) -> str:
-    if core is None:
-        return "unpinned"
-    try:
-        os.sched_setaffinity(0, {core})  # before any library starts threads (zmq's I/O thread)
-        return f"core {core}"
-    except (AttributeError, OSError) as e:
-        return f"unpinned ({e})"
-
-
-def _ctrl_recv(ctrl, timeout: float, what: str):
-    if not ctrl.poll(timeout):
-        raise BenchTimeout(f"orchestrator did not send {what!r} within {timeout:.0f} s")
-    return ctrl.recv()
-
-
 def _worker(role, lib, workload, variant, p, ctrl, data):
     """Entry point of processes A and B. Talks to the orchestrator over `ctrl`."""
     adapter = None
@@ -812,18 +768,9 @@ def _worker(role, lib, workload, variant, p, ctrl, data):
 _run_counter = 0
 
 
-def _stop(procs, grace: float = 3.0):
-    """Join the processes this run started; terminate (then kill) any that do not exit."""
-    deadline = time.monotonic() + grace
-    for pr in procs:
-        pr.join(max(0.0, deadline - time.monotonic()))
-    for pr in procs:
-        if pr.is_alive():
-            pr.terminate()
-            pr.join(2.0)
-        if pr.is_alive():
-            pr.kill()
-            pr.join(2.0)
+def _collect(ctrl_a, ctrl_b, timeout, what, grace=None) -> dict:
+    """_common.collect for the two processes A and B: {"A": payload, "B": payload} or an error."""
+    return collect({"A": ctrl_a, "B": ctrl_b}, timeout, what, grace)
 
 
 def run_pair(ctx, lib, workload, variant, p) -> dict:
@@ -912,100 +859,9 @@ def run_pair(ctx, lib, workload, variant, p) -> dict:
                 out.setdefault("warnings", []).append(f"{'AB'[i]} exit code {pr.exitcode}")
 
 
-def _collect(ctrl_a, ctrl_b, timeout, what, grace=None) -> dict:
-    """Wait (bounded) for message `what` from both A and B, whichever comes first.
-
-    Returns {"A": payload, "B": payload}, or {"error": ..., "traceback": ...} as soon as either
-    process reports an error, dies, or the deadline passes. With `grace`, once one process has
-    reported, the other gets at most `grace` more seconds (a sender stuck on a receiver that gave
-    up must not hold the run for the whole watchdog).
-    """
-    from multiprocessing.connection import wait
-
-    deadline = time.monotonic() + timeout
-    pending = {ctrl_a: "A", ctrl_b: "B"}
-    got = {}
-    while pending:
-        if got and grace is not None:  # the peer of a finished process should follow promptly
-            deadline = min(deadline, first_at + grace)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return {"error": f"timeout: process {'/'.join(sorted(pending.values()))} sent no {what!r}"
-                             f" within {timeout:.0f} s"}
-        for c in wait(list(pending), left):
-            role = pending.pop(c)
-            try:
-                msg = c.recv()
-            except (EOFError, OSError):
-                return {"error": f"process {role} died before sending {what!r}"}
-            if msg[0] != what:
-                return {"error": msg[1], "traceback": msg[2] if len(msg) > 2 else ""}
-            if not got:
-                first_at = time.monotonic()
-            got[role] = msg[1]
-    return got
-
-
-def _pct(sorted_vals, q):
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_vals:
-        return float("nan")
-    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
-    return sorted_vals[k]
-
-
-def _latency_stats(rtt) -> dict:
-    s = sorted(rtt)
-    oneway_us = lambda v: v / 2 / 1000.0  # noqa: E731
-    return {
-        "n": len(s),
-        "p50_us": oneway_us(_pct(s, 0.50)),
-        "p99_us": oneway_us(_pct(s, 0.99)),
-        "p999_us": oneway_us(_pct(s, 0.999)),
-        "min_us": oneway_us(s[0]) if s else float("nan"),
-        "max_us": oneway_us(s[-1]) if s else float("nan"),
-        "mean_us": oneway_us(statistics.fmean(s)) if s else float("nan"),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Environment, availability, reporting
 # ---------------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    cpu, virtualized = "unknown", None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                low = line.lower()
-                if low.startswith("model name") and cpu == "unknown":
-                    cpu = line.split(":", 1)[1].strip()
-                elif low.startswith("flags") and virtualized is None:
-                    virtualized = "hypervisor" in low.split(":", 1)[1].split()
-    except OSError:
-        pass
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        allowed = None
-    gov = None
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
-            gov = f.read().strip()
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "virtualized": virtualized,
-        "cpus_online": os.cpu_count(),
-        "cpus_allowed": allowed,
-        "scaling_governor": gov,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "machine": platform.machine(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "python_executable": sys.executable,
-    }
 
 
 def check_available(lib: str):
@@ -1037,43 +893,6 @@ def check_available(lib: str):
     except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
         return None, f"{type(e).__name__}: {e}"
     return None, "unknown library"
-
-
-def _fmt(v, digits=2):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if v >= 1000:
-        return f"{v:,.0f}"
-    if v >= 100:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}"
-
-
-def _fmt_rate(v):
-    if v is None:
-        return "–"
-    return f"{v / 1e6:.3f} M" if v >= 1e6 else f"{v / 1e3:.1f} k"
-
-
-def summarize(runs: list, key: str):
-    vals = [r[key] for r in runs if r.get("ok") and r.get(key) is not None]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
-
-
-def _cell(s, fmt):
-    if s is None:
-        return "–"
-    if s["n"] == 1:
-        return fmt(s["median"])
-    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
-
-
-def _ratio(s, ref):
-    if s is None or ref is None or not ref["median"]:
-        return "n/a"
-    return f"×{s['median'] / ref['median']:.2f}"
 
 
 def render_table(results: dict, order: list, skipped: dict) -> str:

@@ -1,0 +1,405 @@
+"""Helpers shared by the benchmarks in this directory (bench_pubsub.py, bench_reqrep.py,
+bench_pipeline.py): message format, bounded waits, pinning, the process orchestration, statistics
+and the Markdown formatting. Standard library only: nothing here may import a measured library,
+because the worker processes pin themselves to a core before any library starts threads.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import statistics
+import struct
+import sys
+import time
+import traceback
+
+MSG_SIZE = 64
+SEQ = struct.Struct("<Q")  # sequence number in the first 8 bytes of every message
+SPIN_CHECK_MASK = 0x3FFF  # busy loops look at the clock once every 16384 empty polls
+
+# Every message is built as a fresh `bytes` object (sequence number + filler), as an application
+# producing data would.
+TAIL = bytes([0xA5]) * (MSG_SIZE - SEQ.size)
+
+
+class BenchTimeout(Exception):
+    """A bounded wait inside a worker ran out."""
+
+
+class BenchError(Exception):
+    """A run produced wrong data (bad echo, bad sequence...)."""
+
+
+def _tp_check(seq: int, expected: int, st: list) -> int:
+    """Slow path for an unexpected sequence number; st = [loss, disorder, first gaps as
+    (expected, got)]. Returns the next expected number."""
+    if len(st[2]) < 20:
+        st[2].append((expected, seq))
+    if seq > expected:
+        st[0] += seq - expected
+        return seq + 1
+    st[1] += 1
+    return expected
+
+
+class LazyDeadline:
+    """Mixin for adapters: `self.timeout` seconds, armed at the first empty poll (see _timed_out)."""
+
+    timeout: float
+
+    def _timed_out(self, t_end: list) -> bool:
+        """Called once every SPIN_CHECK_MASK+1 empty polls; t_end is a 1-item list (lazy deadline)."""
+        now = time.monotonic()
+        if t_end[0] is None:
+            t_end[0] = now + self.timeout
+            return False
+        return now > t_end[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+# ---------------------------------------------------------------------------------------------
+
+
+def _pin(core) -> str:
+    if core is None:
+        return "unpinned"
+    try:
+        os.sched_setaffinity(0, {core})  # before any library starts threads (zmq's I/O thread)
+        return f"core {core}"
+    except (AttributeError, OSError) as e:
+        return f"unpinned ({e})"
+
+
+def _ctrl_recv(ctrl, timeout: float, what: str):
+    if not ctrl.poll(timeout):
+        raise BenchTimeout(f"orchestrator did not send {what!r} within {timeout:.0f} s")
+    return ctrl.recv()
+
+
+def group_worker(role, adapter_cls, workload, variant, p, ctrl, data):
+    """Entry point of every process of run_group(). The adapter (a class of the calling script) is
+    built here, after pinning: adapter_cls(role, workload, variant, p, data) with setup(),
+    connect() (twice, in lock-step with the other processes), run() -> result dict, close()."""
+    adapter = None
+    try:
+        pinned = _pin(p["role_cores"].get(role) if p.get("role_cores") else None)
+        adapter = adapter_cls(role, workload, variant, p, data)
+        adapter.setup()
+        gc.collect()
+        ctrl.send(("ready", pinned))
+        for _ in range(2):
+            _ctrl_recv(ctrl, p["setup_timeout"], "connect")
+            adapter.connect()
+            ctrl.send(("connected", None))
+        gc.disable()
+        _ctrl_recv(ctrl, p["setup_timeout"], "go")
+        result = adapter.run()
+        ctrl.send(("result", result))
+        gc.enable()
+        # keep the endpoints open until the orchestrator has every result (a sender that
+        # disappears early could take undelivered messages with it)
+        _ctrl_recv(ctrl, p["run_timeout"], "exit")
+    except BaseException as e:  # noqa: BLE001 - everything goes back to the orchestrator
+        try:
+            ctrl.send(("error", f"{role}: {type(e).__name__}: {e}", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        if adapter is not None:
+            try:
+                adapter.close()
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestrator side
+# ---------------------------------------------------------------------------------------------
+
+
+def _stop(procs, grace: float = 3.0):
+    """Join the processes this run started; terminate (then kill) any that do not exit."""
+    deadline = time.monotonic() + grace
+    for pr in procs:
+        pr.join(max(0.0, deadline - time.monotonic()))
+    for pr in procs:
+        if pr.is_alive():
+            pr.terminate()
+            pr.join(2.0)
+        if pr.is_alive():
+            pr.kill()
+            pr.join(2.0)
+
+
+def collect(ctrls: dict, timeout, what, grace=None) -> dict:
+    """Wait (bounded) for message `what` from every process in ctrls ({role: connection}),
+    whichever comes first.
+
+    Returns {role: payload, ...}, or {"error": ..., "traceback": ...} as soon as any process
+    reports an error, dies, or the deadline passes. With `grace`, once one process has reported,
+    the others get at most `grace` more seconds (a sender stuck on a receiver that gave up must not
+    hold the run for the whole watchdog).
+    """
+    from multiprocessing.connection import wait
+
+    deadline = time.monotonic() + timeout
+    pending = {c: role for role, c in ctrls.items()}
+    got = {}
+    while pending:
+        if got and grace is not None:  # the peer of a finished process should follow promptly
+            deadline = min(deadline, first_at + grace)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"error": f"timeout: process {'/'.join(sorted(pending.values()))} sent no {what!r}"
+                             f" within {timeout:.0f} s"}
+        for c in wait(list(pending), left):
+            role = pending.pop(c)
+            try:
+                msg = c.recv()
+            except (EOFError, OSError):
+                return {"error": f"process {role} died before sending {what!r}"}
+            if msg[0] != what:
+                return {"error": msg[1], "traceback": msg[2] if len(msg) > 2 else ""}
+            if not got:
+                first_at = time.monotonic()
+            got[role] = msg[1]
+    return got
+
+
+_run_counter = 0
+
+
+def run_group(ctx, adapter_cls, workload, variant, p, roles, data=None, go_order=None,
+              to_close=()) -> dict:
+    """One measurement with one fresh process per role (each pinned to p["role_cores"][role]):
+    all set up and report ready, two lock-step connect rounds, then "go" in go_order (receivers
+    first). Returns {"ok": True, "results": {role: result}, "pinning": {...}} or {"ok": False,
+    "error": ..., "traceback": ...}. Never raises; every wait is bounded (p["setup_timeout"],
+    p["run_timeout"] and a grace of 2 * p["timeout"] + 5 s once the first process reported)."""
+    global _run_counter
+    _run_counter += 1
+    q = dict(p)
+    q["name"] = f"shmbench_{os.getpid()}_{_run_counter}"
+    data = data or {}
+    ctrls, child_ends, procs = {}, [], []
+    for role in roles:
+        mine, theirs = ctx.Pipe()
+        ctrls[role] = mine
+        child_ends.append(theirs)
+        procs.append(ctx.Process(target=group_worker, name=f"bench-{role}",
+                                 args=(role, adapter_cls, workload, variant, q, theirs, data.get(role, {}))))
+    out = {"ok": False}
+    try:
+        for pr in procs:
+            pr.daemon = True
+            pr.start()
+        for c in child_ends + list(to_close):
+            c.close()  # the children hold their own copies; EOF now reaches a peer whose partner died
+        ready = collect(ctrls, p["setup_timeout"], "ready")
+        if "error" in ready:
+            out["error"], out["traceback"] = ready["error"], ready.get("traceback", "")
+            return out
+        out["pinning"] = ready
+        for _ in range(2):  # two lock-step rounds of adapter.connect()
+            for role in roles:
+                ctrls[role].send("connect")
+            conn = collect(ctrls, p["setup_timeout"], "connected")
+            if "error" in conn:
+                out["error"], out["traceback"] = conn["error"], conn.get("traceback", "")
+                return out
+        for role in go_order or roles:
+            ctrls[role].send("go")
+        res = collect(ctrls, p["run_timeout"], "result", grace=2 * p["timeout"] + 5)
+        if "error" in res:
+            out["error"], out["traceback"] = res["error"], res.get("traceback", "")
+            return out
+        out["results"] = res
+        out["ok"] = True
+        return out
+    except Exception as e:  # noqa: BLE001
+        out["error"] = f"{type(e).__name__}: {e}"
+        return out
+    finally:
+        for c in ctrls.values():
+            try:
+                c.send("exit")
+            except Exception:
+                pass
+        _stop(procs)
+        for c in ctrls.values():
+            c.close()
+        for role, pr in zip(roles, procs):
+            if pr.exitcode not in (0, None) and out.get("ok"):
+                out.setdefault("warnings", []).append(f"{role} exit code {pr.exitcode}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def _pct(sorted_vals, q):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+def _latency_stats(rtt) -> dict:
+    """One-way (round trip / 2) statistics in µs of round-trip samples in ns."""
+    s = sorted(rtt)
+    oneway_us = lambda v: v / 2 / 1000.0  # noqa: E731
+    return {
+        "n": len(s),
+        "p50_us": oneway_us(_pct(s, 0.50)),
+        "p99_us": oneway_us(_pct(s, 0.99)),
+        "p999_us": oneway_us(_pct(s, 0.999)),
+        "min_us": oneway_us(s[0]) if s else float("nan"),
+        "max_us": oneway_us(s[-1]) if s else float("nan"),
+        "mean_us": oneway_us(statistics.fmean(s)) if s else float("nan"),
+    }
+
+
+def rtt_stats(rtt) -> dict:
+    """Round-trip statistics in µs (rtt_*) and the same halved (one-way, p50_us...)."""
+    s = sorted(rtt)
+    us = lambda v: v / 1000.0  # noqa: E731
+    out = {
+        "n": len(s),
+        "rtt_p50_us": us(_pct(s, 0.50)),
+        "rtt_p99_us": us(_pct(s, 0.99)),
+        "rtt_p999_us": us(_pct(s, 0.999)),
+        "rtt_min_us": us(s[0]) if s else float("nan"),
+        "rtt_max_us": us(s[-1]) if s else float("nan"),
+        "rtt_mean_us": us(statistics.fmean(s)) if s else float("nan"),
+    }
+    out.update({k[4:]: v / 2 for k, v in out.items() if k.startswith("rtt_")})
+    return out
+
+
+def summarize(runs: list, key: str):
+    vals = [r[key] for r in runs if r.get("ok") and r.get(key) is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment and formatting
+# ---------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu, virtualized = "unknown", None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                low = line.lower()
+                if low.startswith("model name") and cpu == "unknown":
+                    cpu = line.split(":", 1)[1].strip()
+                elif low.startswith("flags") and virtualized is None:
+                    virtualized = "hypervisor" in low.split(":", 1)[1].split()
+    except OSError:
+        pass
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        allowed = None
+    gov = None
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            gov = f.read().strip()
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "virtualized": virtualized,
+        "cpus_online": os.cpu_count(),
+        "cpus_allowed": allowed,
+        "scaling_governor": gov,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_executable": sys.executable,
+    }
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine_lines(info: dict) -> list:
+    """The CPU and kernel lines of a report header."""
+    return [
+        f"- CPU: {info['cpu']} ({info['cpus_online']} online, allowed {info['cpus_allowed']},"
+        f" governor {info['scaling_governor']}"
+        f"{', virtual machine (hypervisor flag)' if info['virtualized'] else ''})",
+        f"- kernel: {info['kernel']} ({info['machine']}); Python: {info['python']}",
+    ]
+
+
+def shmcomm_version(*attrs) -> tuple:
+    """(version string, None) if shmcomm imports and has attrs, else (None, reason)."""
+    try:
+        import shmcomm
+
+        for attr in attrs:
+            if not hasattr(shmcomm, attr):
+                return None, f"shmcomm has no {attr}"
+        ver = getattr(shmcomm, "__version__", "unknown")
+        try:
+            ver += f" (libshm {shmcomm.library_version()}"
+            ver += f", SHMCOMM_LIBRARY={os.environ['SHMCOMM_LIBRARY']})" if os.environ.get("SHMCOMM_LIBRARY") else ")"
+        except Exception:
+            pass
+        return ver, None
+    except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def _fmt_rate(v):
+    if v is None:
+        return "–"
+    return f"{v / 1e6:.3f} M" if v >= 1e6 else f"{v / 1e3:.1f} k"
+
+
+def _cell(s, fmt):
+    if s is None:
+        return "–"
+    if s["n"] == 1:
+        return fmt(s["median"])
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
+def _ratio(s, ref):
+    if s is None or ref is None or not ref["median"]:
+        return "n/a"
+    return f"×{s['median'] / ref['median']:.2f}"
+
+
+def parse_cores(text: str, n: int):
+    """'none' -> None; 'a,b[,c...]' -> list of n cores (the last given repeats)."""
+    if text.lower() == "none":
+        return None
+    cores = [int(c) for c in text.split(",") if c.strip()]
+    if not cores:
+        raise ValueError("no core given")
+    return (cores + [cores[-1]] * n)[:n]
