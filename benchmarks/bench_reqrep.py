@@ -7,7 +7,7 @@ sequence number of its request and records the round trip with time.perf_counter
 gives p50 / p99 / p99.9 of the round trip and of one-way = round trip / 2, in microseconds.
 
 * shmcomm: Requester.request_bytes(payload, timeout) (one C call for timeouts up to 0.1 s) against a
-  Replier loop of recv_bytes + send_bytes.
+  Replier loop of reply_and_recv_bytes (the reply and the next receive in one C call, as serve() does).
 * pyzmq: a REQ socket (A, connects) and a REP socket (B, binds) over ipc://.
 * mp.Pipe: multiprocessing.Pipe(duplex=True), send_bytes / recv_bytes_into, as a baseline.
 
@@ -144,29 +144,34 @@ class ShmcommAdapter(_Adapter):
         return rtt
 
     def reply_loop(self, total):
-        recv, send, unpack = self.rep.recv_bytes, self.rep.send_bytes, SEQ.unpack_from
+        # reply_and_recv_bytes: the reply to request i and the wait for request i + 1 in one C call
+        # (what Replier.serve() uses). A reply whose requester gave up is discarded and counted by
+        # the replier's stats()["expired"].
+        serve, send, unpack = self.rep.reply_and_recv_bytes, self.rep.send_bytes, SEQ.unpack_from
         tmo, busy, t_end = self.timeout, self.variant == "busy-wait", [None]
-        disorder, first_bad, expired = 0, None, 0
+        disorder, first_bad = 0, None
+        reply = b""
         for i in range(total):
             if busy:
-                m = recv(0)
+                m = serve(reply, 0)
                 spins = 0
                 while m is None:
                     spins += 1
                     if not spins & SPIN_CHECK_MASK and self._timed_out(t_end):
                         raise BenchTimeout(f"no request {i}")
-                    m = recv(0)
+                    m = serve(b"", 0)
                 t_end[0] = None
             else:
-                m = recv(tmo)
+                m = serve(reply, tmo)
                 if m is None:
                     raise BenchTimeout(f"no request {i}")
-            if not send(m):
-                expired += 1
+            reply = m
             if unpack(m, 0)[0] != i:
                 disorder += 1
                 if first_bad is None:
                     first_bad = (i, unpack(m, 0)[0])
+        send(reply)  # the last reply
+        expired = self.rep.stats()["expired"]
         return _reply_result(total, disorder, first_bad, expired)
 
 

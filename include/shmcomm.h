@@ -298,6 +298,11 @@ SHMC_API int shmc_rep_buffer(shmc_rep_t *rep, const void **buf, size_t *cap);
  * longer waits (timed out or died): the reply is discarded and costs nothing more. SHMC_ESEQUENCE if
  * no request is current. Never waits. */
 SHMC_API int shmc_rep_send(shmc_rep_t *rep, const void *data, size_t len);
+/* A serving loop's one call per request: answers the current request (if any; a reply whose
+ * requester stopped waiting is discarded and counted as expired), then takes the next request into
+ * the own buffer as shmc_rep_next. Returns its size or a negative code (SHMC_EMSGSIZE: the reply was
+ * too large and the request is still current). */
+SHMC_API int64_t shmc_rep_reply_next(shmc_rep_t *rep, const void *data, size_t len, int64_t timeout_ns);
 SHMC_API int shmc_rep_stats(shmc_rep_t *rep, shmc_stats_t *stats);
 SHMC_API int shmc_rep_close(shmc_rep_t *rep);
 
@@ -314,8 +319,10 @@ SHMC_API int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, 
 SHMC_API int64_t shmc_req_next(shmc_req_t *req, int64_t timeout_ns);
 SHMC_API int shmc_req_buffer(shmc_req_t *req, const void **buf, size_t *cap);
 /* Send, then wait for the reply into the own buffer, all within timeout_ns: the size of the reply or a
- * negative code: SHMC_EAGAIN if the request queue stayed full (nothing was sent), SHMC_ETIMEDOUT if
- * no reply came in time. On any failure the request is given up (a late reply is discarded). */
+ * negative code: SHMC_EAGAIN if the request queue stayed full (nothing was sent); SHMC_ETIMEDOUT if
+ * no reply came in time, and the request stays pending (shmc_req_recv/next keep waiting for it,
+ * shmc_req_cancel or the next send give it up: its late reply is then discarded). On any other
+ * failure the request is given up. */
 SHMC_API int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t timeout_ns);
 /* Gives up the pending request (its reply, if it comes, is discarded). No-op if none. */
 SHMC_API int shmc_req_cancel(shmc_req_t *req);

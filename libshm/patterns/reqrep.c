@@ -205,6 +205,16 @@ int shmc_rep_buffer(shmc_rep_t *rep, const void **buf, size_t *cap)
     return 0;
 }
 
+int64_t shmc_rep_reply_next(shmc_rep_t *rep, const void *data, size_t len, int64_t timeout_ns)
+{
+    if (!rep) return SHMC_EINVAL;
+    if (rep->has_current) {
+        int rc = shmc_rep_send(rep, data, len);
+        if (rc && rc != SHMC_EEXPIRED) return rc; /* counted as expired: nothing more to do */
+    }
+    return shmc_rep_next(rep, timeout_ns);
+}
+
 int shmc_rep_send(shmc_rep_t *rep, const void *data, size_t len)
 {
     if (!rep || (!data && len)) return SHMC_EINVAL;
@@ -489,8 +499,8 @@ int64_t shmc_req_request(shmc_req_t *req, const void *data, size_t len, int64_t 
         left = now < deadline ? (int64_t)(deadline - now) : 0;
     }
     int64_t n = shmc_req_next(req, left);
-    if (n < 0) req_give_up(req);
-    return n == SHMC_EAGAIN ? SHMC_ETIMEDOUT : n; /* no reply in time, also with timeout 0 */
+    if (n == SHMC_EAGAIN || n == SHMC_ETIMEDOUT) return SHMC_ETIMEDOUT; /* still pending */
+    return n; /* other failures gave the request up already */
 }
 
 int shmc_req_cancel(shmc_req_t *req)

@@ -298,10 +298,12 @@ class Receiver(Channel):
         if rc:
             self._receive_failed(rc)
             return []
-        out, offset, data = [], 0, ffi.buffer(cbuf)
-        for i in range(count[0]):
-            out.append(data[offset:offset + lens[i]])
-            offset += lens[i]
+        sizes = ffi.unpack(lens, count[0])
+        data = ffi.buffer(cbuf, sum(sizes))[:]  # one copy out of C, then slices of it
+        out, offset = [], 0
+        for size in sizes:
+            out.append(data[offset:offset + size])
+            offset += size
         return out
 
     def recv_many(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[Any]:

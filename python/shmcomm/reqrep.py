@@ -62,6 +62,7 @@ class Replier(Receiver):
         self._buffer_fn = lib.shmc_rep_buffer
         self._recv_many = None
         self._reply = lib.shmc_rep_send
+        self._reply_next = lib.shmc_rep_reply_next
         self._refresh_buffer()
         logger.debug("replier %r open (num_slots=%d slot_size=%d)", name, num_slots, slot_size)
 
@@ -97,24 +98,41 @@ class Replier(Receiver):
         handler gets and returns bytes. An exception in the handler stops serving and propagates
         (the request it was handling is left to time out at its Requester)."""
         served = 0
-        next_request = self._next
+        reply: Any = b""
         while True:
             try:
-                n = self._receive(next_request, SLICE_NS / 1e9)
+                request = self.reply_and_recv_bytes(reply, SLICE_NS / 1e9)
             except SHMClosedError:
                 self._wait_closed()
                 return served
-            if n is None:
+            reply = b""
+            if request is None:
                 if self.closed:
                     self._wait_closed()
                     return served
                 continue
-            request = self._buffer[0:n]
-            if raw:
-                self.send_bytes(handler(request))
-            else:
-                self.send(handler(self._deserialize(request)))
+            reply = handler(request) if raw else self._serialize(handler(self._deserialize(request)))
             served += 1
+
+    def reply_and_recv_bytes(self, reply: Any, timeout: Optional[float] = None) -> Optional[bytes]:
+        """Answers the request received last with ``reply`` (bytes-like; discarded if its Requester
+        stopped waiting) and waits up to ``timeout`` for the next request, in one C call: the
+        serving loop's fast path. With no request received yet, only receives. None on timeout."""
+        buf = reply if reply.__class__ is bytes else as_buffer(reply)
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        ns = 0 if timeout == 0 else self._ns(timeout)
+        self._busy += 1
+        n = self._reply_next(handle, buf, len(buf), 0)  # the reply, then the next request if ready
+        self._busy -= 1
+        if n == _EAGAIN and ns:
+            n = self._call_waiting(self._next, ns)  # replied already: only wait now
+        if n >= 0:
+            if n > self._cap:
+                self._refresh_buffer()
+            return self._buffer[0:n]
+        return self._receive_failed(n)
 
     def _close_handle(self, handle: Any) -> None:
         lib.shmc_rep_close(handle)
@@ -224,19 +242,19 @@ class Requester(Receiver):
         if handle is None:
             raise self._closed_error()
         ns = self._ns(timeout)
-        if 0 <= ns <= SLICE_NS:  # the common case: one C call
-            self._busy += 1
-            n = self._request(handle, buf, size, ns)
-            self._busy -= 1
-            if n == _EAGAIN:
-                self._queue_full(n, timeout)
-        else:  # longer waits in slices, so Ctrl-C and close() are noticed
-            deadline = time.monotonic() + timeout if timeout is not None else None
-            self.send_bytes(payload, timeout)
-            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e9))
-            n = self._call_waiting(self._next, left)
-            if n == _ETIMEDOUT or n == _EAGAIN:
-                lib.shmc_req_cancel(handle)
+        # One C call, waiting at most a slice (a reply usually comes in microseconds); a request
+        # that times out stays pending, so a longer wait goes on in slices (Ctrl-C, close()).
+        first = ns if 0 <= ns <= SLICE_NS else SLICE_NS
+        deadline = time.monotonic_ns() + ns if first != ns and ns > 0 else 0
+        self._busy += 1
+        n = self._request(handle, buf, size, first)
+        self._busy -= 1
+        if n == _EAGAIN:
+            self._queue_full(n, timeout)
+        if n == _ETIMEDOUT and first != ns:
+            n = self._call_waiting(self._next, -1 if ns < 0 else max(0, deadline - time.monotonic_ns()))
+        if n == _ETIMEDOUT:
+            lib.shmc_req_cancel(handle)  # given up: a late reply is discarded
         if n < 0:
             self._failed(n, size, timeout)
         if n > self._cap:
