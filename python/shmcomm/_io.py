@@ -10,9 +10,11 @@ from array import array
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from . import _binding as b
-from ._endpoint import Endpoint, check_int, timeout_to_ns
+from ._endpoint import Endpoint, check_int, check_name, timeout_to_ns
 from .errors import (SHMBufferFullError, SHMClosedError, SHMError, SHMSerializationError,
                      SHMTimeoutError, SHMTypeError, SHMValueError)
+from .log import logger
+from .serialize import codec
 
 ffi, lib = b.ffi, b.lib
 
@@ -53,10 +55,10 @@ def check_geometry(num_slots: Any, slot_size: Any, max_peers: Any, mode: Any) ->
         raise SHMValueError(f"mode must be 0o600, 0o660 or 0o666, got {mode!r}")
 
 
-def keeper_open_failed(rc: int, what: str, role: str) -> None:
+def _keeper_open_failed(rc: int, what: str, role: str) -> None:
     """Raises the error of a failed Publisher/Pusher/Replier open, with what to do about it."""
     hints = {
-        b.EMISMATCH: f"a live {role} already uses this channel with another num_slots, slot_size, "
+        b.EMISMATCH: f"a live {role.lower()} already uses this channel with another num_slots, slot_size, "
                      "lossless or max_peers: use the same values or another channel name",
         b.ENAME: "use a non-empty name without control characters or '.'/'..' components",
         b.ENOSPC: "free /dev/shm (python -m shmcomm clean) or enlarge it (Docker: --shm-size=1g)",
@@ -72,7 +74,7 @@ def keeper_open_failed(rc: int, what: str, role: str) -> None:
     b.raise_error(rc, what, hints.get(rc, ""))
 
 
-def follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, opts: Any, out: Any,
+def _follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, opts: Any, out: Any,
                   connect_ns: int, name: str, timeout_connect: float, keeper: str) -> None:
     """Opens a Subscriber/Puller/Requester, waiting for its keeper in slices (Ctrl-C works)."""
     deadline = time.monotonic_ns() + connect_ns
@@ -89,7 +91,7 @@ def follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, op
                       "remove a corrupt segment with python -m shmcomm clean" if rc == b.EBADSEG else "")
 
 
-def connect_ns_of(timeout_connect: Any) -> int:
+def _connect_ns_of(timeout_connect: Any) -> int:
     connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
     if connect_ns < 0:
         raise SHMValueError("timeout_connect must be a number of seconds >= 0")
@@ -100,7 +102,11 @@ class Channel(Endpoint):
     """An endpoint with a serialization and the statistics call every endpoint has."""
 
     _dumps: Callable[[Any], bytes]
+    _loads: Callable[[Any], Any]
     serialization: str
+    num_slots: int
+    slot_size: int
+    timeout_connect: float
 
     def _serialize(self, data: Any) -> bytes:
         try:
@@ -110,6 +116,44 @@ class Channel(Endpoint):
         except Exception as exc:
             raise SHMSerializationError(
                 f"cannot serialize {type(data).__name__} with {self.serialization}: {exc}") from exc
+
+    def _open_keeper(self, kind: str, role: str, num_slots: int, slot_size: int, serialization: str,
+                     max_peers: int, mode: int, flags: int = 0) -> None:
+        """Opens a keeper endpoint (kind "pub", "push" or "rep"; role "Publisher", ...): checks the
+        arguments, creates or joins the channel, and raises what to do if that fails."""
+        raw_name = check_name(self.name)
+        check_geometry(num_slots, slot_size, max_peers, mode)
+        self._dumps, self._loads = codec(serialization)
+        self.serialization, self.num_slots, self.slot_size = serialization, num_slots, slot_size
+        opts = ffi.new(f"shmc_{kind}_options_t *")
+        getattr(lib, f"shmc_{kind}_options_init")(opts)
+        opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
+        opts.flags = flags | MODES[mode]
+        out = ffi.new(f"shmc_{kind}_t **")
+        rc = getattr(lib, f"shmc_{kind}_open")(raw_name, opts, out)
+        if rc:
+            _keeper_open_failed(rc, f"cannot create {role} {self.name!r}", role)
+        self._handle = out[0]
+        logger.debug("%s %r open (num_slots=%d slot_size=%d flags=%d)", role, self.name, num_slots,
+                     slot_size, flags)
+
+    def _open_follower(self, kind: str, keeper: str, timeout_connect: float, serialization: str,
+                       spin_us: int) -> None:
+        """Opens a follower endpoint (kind "sub", "pull" or "req"), waiting up to timeout_connect
+        for a ``keeper`` ("Publisher", ...) in slices, and raises what to do if none comes."""
+        raw_name = check_name(self.name)
+        connect_ns = _connect_ns_of(timeout_connect)
+        check_int(spin_us, "spin_us", 0, 1_000_000)
+        self._dumps, self._loads = codec(serialization)
+        self.serialization, self.timeout_connect = serialization, timeout_connect
+        opts = ffi.new(f"shmc_{kind}_options_t *")
+        getattr(lib, f"shmc_{kind}_options_init")(opts)
+        opts.spin_us = spin_us
+        out = ffi.new(f"shmc_{kind}_t **")
+        _follower_open(getattr(lib, f"shmc_{kind}_open"), raw_name, opts, out, connect_ns, self.name,
+                       timeout_connect, keeper)
+        self._handle = out[0]
+        logger.debug("%s %r attached", kind, self.name)
 
     def _c_stats(self, stats_fn: Any) -> Any:
         """The endpoint's shmc_stats_t, filled by stats_fn (shmc_pub_stats, shmc_pull_stats, ...)."""

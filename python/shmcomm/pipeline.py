@@ -8,11 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence
 
 from . import _binding as b
-from ._endpoint import check_int, check_name
-from ._io import (MODES, Receiver, Sender, check_geometry, connect_ns_of, follower_open,
-                  keeper_open_failed)
-from .log import logger
-from .serialize import codec
+from ._io import Receiver, Sender
 
 ffi, lib = b.ffi, b.lib
 
@@ -40,25 +36,10 @@ class Pusher(Sender):
     def __init__(self, name: str, num_slots: int = 128, slot_size: int = 4096,
                  serialization: str = "pickle", *, max_peers: int = 64, mode: int = 0o600) -> None:
         super().__init__(name)
-        raw_name = check_name(name)
-        check_geometry(num_slots, slot_size, max_peers, mode)
-        self._dumps, _ = codec(serialization)
-        self.serialization = serialization
-        self.num_slots = num_slots
-        self.slot_size = slot_size
-        opts = ffi.new("shmc_push_options_t *")
-        lib.shmc_push_options_init(opts)
-        opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
-        opts.flags = MODES[mode]
-        out = ffi.new("shmc_push_t **")
-        rc = lib.shmc_push_open(raw_name, opts, out)
-        if rc:
-            keeper_open_failed(rc, f"cannot create Pusher {self.name!r}", "pusher")
-        self._handle = out[0]
+        self._open_keeper("push", "Pusher", num_slots, slot_size, serialization, max_peers, mode)
         self._send = lib.shmc_push_send
         self._try_send = lib.shmc_push_try_send
         self._send_many = lib.shmc_push_send_many
-        logger.debug("pusher %r open (num_slots=%d slot_size=%d)", name, num_slots, slot_size)
 
     def send(self, data: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Serializes ``data`` and queues it. While the queue is full, waits up to ``timeout`` seconds
@@ -111,24 +92,11 @@ class Puller(Receiver):
     def __init__(self, name: str, timeout_connect: float = 5.0, serialization: str = "pickle", *,
                  spin_us: int = 50) -> None:
         super().__init__(name)
-        raw_name = check_name(name)
-        connect_ns = connect_ns_of(timeout_connect)
-        check_int(spin_us, "spin_us", 0, 1_000_000)
-        _, self._loads = codec(serialization)
-        self.serialization = serialization
-        self.timeout_connect = timeout_connect
-        opts = ffi.new("shmc_pull_options_t *")
-        lib.shmc_pull_options_init(opts)
-        opts.spin_us = spin_us
-        out = ffi.new("shmc_pull_t **")
-        follower_open(lib.shmc_pull_open, raw_name, opts, out, connect_ns, name, timeout_connect,
-                      "Pusher")
-        self._handle = out[0]
+        self._open_follower("pull", "Pusher", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_pull_next
         self._buffer_fn = lib.shmc_pull_buffer
         self._recv_many = lib.shmc_pull_recv_many
         self._refresh_buffer()
-        logger.debug("puller %r attached", name)
 
     def _close_handle(self, handle: Any) -> None:
         lib.shmc_pull_close(handle)

@@ -8,12 +8,10 @@ import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _binding as b
-from ._endpoint import check_int, check_name, timeout_to_ns
-from ._io import (MODES, Receiver, Sender, check_geometry, connect_ns_of, follower_open,
-                  keeper_open_failed)
+from ._endpoint import check_int, timeout_to_ns
+from ._io import Receiver, Sender
 from .errors import SHMClosedError, SHMError, SHMStaleViewError
 from .log import logger
-from .serialize import codec
 
 ffi, lib = b.ffi, b.lib
 
@@ -98,27 +96,12 @@ class Publisher(Sender):
         super().__init__(name)
         self._loan: Optional[PublisherLoan] = None
         self._exports: List[Any] = []  # weak references to loan buffers arrays may still use
-        raw_name = check_name(name)
-        check_geometry(num_slots, slot_size, max_peers, mode)
-        self._dumps, _ = codec(serialization)
-        self.serialization = serialization
-        self.num_slots = num_slots
-        self.slot_size = slot_size
         self.lossless = bool(lossless)
-        opts = ffi.new("shmc_pub_options_t *")
-        lib.shmc_pub_options_init(opts)
-        opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
-        opts.flags = (lib.SHMC_LOSSLESS if lossless else 0) | MODES[mode]
-        out = ffi.new("shmc_pub_t **")
-        rc = lib.shmc_pub_open(raw_name, opts, out)
-        if rc:
-            keeper_open_failed(rc, f"cannot create Publisher {self.name!r}", "publisher")
-        self._handle = out[0]
+        self._open_keeper("pub", "Publisher", num_slots, slot_size, serialization, max_peers, mode,
+                          lib.SHMC_LOSSLESS if lossless else 0)
         self._send = lib.shmc_pub_send
         self._try_send = lib.shmc_pub_try_send
         self._send_many = lib.shmc_pub_send_many
-        logger.debug("publisher %r open (num_slots=%d slot_size=%d lossless=%s)", name, num_slots,
-                     slot_size, self.lossless)
 
     def send(self, data: Any, *, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Serializes ``data`` and publishes it. Returns True once published.
@@ -298,19 +281,7 @@ class Subscriber(Receiver):
         super().__init__(name)
         self._view: Optional[MessageView] = None
         self._exports: List[Any] = []  # weak references to view buffers arrays may still use
-        raw_name = check_name(name)
-        connect_ns = connect_ns_of(timeout_connect)
-        check_int(spin_us, "spin_us", 0, 1_000_000)
-        _, self._loads = codec(serialization)
-        self.serialization = serialization
-        self.timeout_connect = timeout_connect
-        opts = ffi.new("shmc_sub_options_t *")
-        lib.shmc_sub_options_init(opts)
-        opts.spin_us = spin_us
-        out = ffi.new("shmc_sub_t **")
-        follower_open(lib.shmc_sub_open, raw_name, opts, out, connect_ns, name, timeout_connect,
-                      "Publisher")
-        self._handle = out[0]
+        self._open_follower("sub", "Publisher", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_sub_next
         self._next_latest = lib.shmc_sub_next_latest
         self._buffer_fn = lib.shmc_sub_buffer

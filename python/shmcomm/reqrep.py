@@ -10,12 +10,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import _binding as b
-from ._endpoint import SLICE_NS, check_int, check_name
-from ._io import (MODES, Receiver, as_buffer, check_geometry, connect_ns_of, follower_open,
-                  keeper_open_failed)
+from ._endpoint import SLICE_NS
+from ._io import Receiver, as_buffer
 from .errors import SHMBufferFullError, SHMClosedError, SHMSequenceError, SHMTimeoutError
-from .log import logger
-from .serialize import codec
 
 ffi, lib = b.ffi, b.lib
 
@@ -43,28 +40,13 @@ class Replier(Receiver):
     def __init__(self, name: str, num_slots: int = 16, slot_size: int = 8192,
                  serialization: str = "pickle", *, max_peers: int = 64, mode: int = 0o600) -> None:
         super().__init__(name)
-        raw_name = check_name(name)
-        check_geometry(num_slots, slot_size, max_peers, mode)
-        self._dumps, self._loads = codec(serialization)
-        self.serialization = serialization
-        self.num_slots = num_slots
-        self.slot_size = slot_size
-        opts = ffi.new("shmc_rep_options_t *")
-        lib.shmc_rep_options_init(opts)
-        opts.num_slots, opts.slot_size, opts.max_peers = num_slots, slot_size, max_peers
-        opts.flags = MODES[mode]
-        out = ffi.new("shmc_rep_t **")
-        rc = lib.shmc_rep_open(raw_name, opts, out)
-        if rc:
-            keeper_open_failed(rc, f"cannot create Replier {self.name!r}", "Replier")
-        self._handle = out[0]
+        self._open_keeper("rep", "Replier", num_slots, slot_size, serialization, max_peers, mode)
         self._next = lib.shmc_rep_next
         self._buffer_fn = lib.shmc_rep_buffer
         self._recv_many = None
         self._reply = lib.shmc_rep_send
         self._reply_next = lib.shmc_rep_reply_next
         self._refresh_buffer()
-        logger.debug("replier %r open (num_slots=%d slot_size=%d)", name, num_slots, slot_size)
 
     def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         raise SHMSequenceError("a Replier answers one request at a time: use recv() then send()",
@@ -160,26 +142,13 @@ class Requester(Receiver):
     def __init__(self, name: str, timeout_connect: float = 5.0, serialization: str = "pickle", *,
                  spin_us: int = 50) -> None:
         super().__init__(name)
-        raw_name = check_name(name)
-        connect_ns = connect_ns_of(timeout_connect)
-        check_int(spin_us, "spin_us", 0, 1_000_000)
-        self._dumps, self._loads = codec(serialization)
-        self.serialization = serialization
-        self.timeout_connect = timeout_connect
-        opts = ffi.new("shmc_req_options_t *")
-        lib.shmc_req_options_init(opts)
-        opts.spin_us = spin_us
-        out = ffi.new("shmc_req_t **")
-        follower_open(lib.shmc_req_open, raw_name, opts, out, connect_ns, name, timeout_connect,
-                      "Replier")
-        self._handle = out[0]
+        self._open_follower("req", "Replier", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_req_next
         self._buffer_fn = lib.shmc_req_buffer
         self._recv_many = None
         self._request = lib.shmc_req_request
         self._send = lib.shmc_req_send
         self._refresh_buffer()
-        logger.debug("requester %r attached", name)
 
     def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         raise SHMSequenceError("a Requester gets one reply per request: use recv()", b.ESEQUENCE)
