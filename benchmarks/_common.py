@@ -1,15 +1,24 @@
 """Helpers shared by the benchmarks in this directory (bench_pubsub.py, bench_reqrep.py,
-bench_pipeline.py): message format, bounded waits, pinning, the process orchestration, statistics
-and the Markdown formatting. Standard library only: nothing here may import a measured library,
-because the worker processes pin themselves to a core before any library starts threads.
+bench_pipeline.py): message format, bounded waits, the adapter base classes, pinning, the process
+orchestration, statistics, the command line, the report and the Markdown formatting. Standard
+library only: nothing here may import a measured library at module level, because the worker
+processes pin themselves to a core before any library starts threads (the pyzmq and version helpers
+import theirs when called).
+
+The measured loops themselves (each adapter's send/receive loops, busy-wait included) stay written
+out in each script, with everything bound to locals: no per-message call goes through this file.
 """
 
 from __future__ import annotations
 
+import argparse
+import array
 import gc
+import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import struct
 import sys
@@ -45,18 +54,70 @@ def _tp_check(seq: int, expected: int, st: list) -> int:
     return expected
 
 
-class LazyDeadline:
-    """Mixin for adapters: `self.timeout` seconds, armed at the first empty poll (see _timed_out)."""
+class BaseAdapter:
+    """Base of every adapter: built by group_worker() as cls(role, workload, variant, p, data) after
+    pinning, then setup(), connect() twice, run() -> result dict, close()."""
 
-    timeout: float
+    def __init__(self, role: str, workload, variant: str, p: dict, data: dict):
+        self.role, self.workload, self.variant, self.p, self.data = role, workload, variant, p, data
+        self.timeout = float(p["timeout"])
+
+    def setup(self) -> None:  # create endpoints; the peer may not exist yet
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        """Runs twice, in lock-step with the peers, after all set up and before "go": a chance to
+        finish connecting (iceoryx2 connects ports lazily, on send/receive)."""
+
+    def run(self) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
     def _timed_out(self, t_end: list) -> bool:
-        """Called once every SPIN_CHECK_MASK+1 empty polls; t_end is a 1-item list (lazy deadline)."""
+        """Called once every SPIN_CHECK_MASK+1 empty polls; t_end is a 1-item list (lazy deadline:
+        `self.timeout` seconds, armed at the first call)."""
         now = time.monotonic()
         if t_end[0] is None:
             t_end[0] = now + self.timeout
             return False
         return now > t_end[0]
+
+
+class ZmqEndpoint:
+    """Adapter mixin (before the adapter base): one pyzmq socket over ipc:// (a file in
+    p["ipc_dir"]); LINGER 2 s, RCVTIMEO/SNDTIMEO = self.timeout bound every wait. close() closes it,
+    terminates the context and, on the side that bound, removes the socket file."""
+
+    def zmq_open(self, sock_type: str, bind: bool) -> None:
+        """sock_type: a zmq socket type name ("PAIR", "PUSH", "REQ"...); bind: this side binds,
+        the other connects (and reconnects by itself until the binder is there)."""
+        import zmq
+
+        self.zmq = zmq
+        self.ctx = zmq.Context(io_threads=1)
+        tmo_ms = int(self.timeout * 1000)
+        self.path = os.path.join(self.p["ipc_dir"], f"{self.p['name']}.sock")
+        addr = f"ipc://{self.path}"
+        s = self.ctx.socket(getattr(zmq, sock_type))
+        s.setsockopt(zmq.LINGER, 2000)
+        s.setsockopt(zmq.RCVTIMEO, tmo_ms)
+        s.setsockopt(zmq.SNDTIMEO, tmo_ms)
+        if bind:
+            s.bind(addr)
+        else:
+            s.connect(addr)
+        self.sock, self.binder = s, bind
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()
+        if self.binder:  # the binder removes its socket file
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,21 +311,6 @@ def _pct(sorted_vals, q):
     return sorted_vals[k]
 
 
-def _latency_stats(rtt) -> dict:
-    """One-way (round trip / 2) statistics in µs of round-trip samples in ns."""
-    s = sorted(rtt)
-    oneway_us = lambda v: v / 2 / 1000.0  # noqa: E731
-    return {
-        "n": len(s),
-        "p50_us": oneway_us(_pct(s, 0.50)),
-        "p99_us": oneway_us(_pct(s, 0.99)),
-        "p999_us": oneway_us(_pct(s, 0.999)),
-        "min_us": oneway_us(s[0]) if s else float("nan"),
-        "max_us": oneway_us(s[-1]) if s else float("nan"),
-        "mean_us": oneway_us(statistics.fmean(s)) if s else float("nan"),
-    }
-
-
 def rtt_stats(rtt) -> dict:
     """Round-trip statistics in µs (rtt_*) and the same halved (one-way, p50_us...)."""
     s = sorted(rtt)
@@ -279,6 +325,18 @@ def rtt_stats(rtt) -> dict:
         "rtt_mean_us": us(statistics.fmean(s)) if s else float("nan"),
     }
     out.update({k[4:]: v / 2 for k, v in out.items() if k.startswith("rtt_")})
+    return out
+
+
+def rtt_result(blob: bytes, round_trip: bool = True) -> dict:
+    """Statistics of the round trips in ns that an adapter packed as bytes of an array('q'), and
+    the samples themselves ("samples_rtt_ns"). round_trip=False: the one-way figures only."""
+    rtt = array.array("q")
+    rtt.frombytes(blob)
+    out = rtt_stats(rtt)
+    if not round_trip:
+        out = {k: v for k, v in out.items() if not k.startswith("rtt_")}
+    out["samples_rtt_ns"] = rtt.tolist()
     return out
 
 
@@ -346,8 +404,9 @@ def machine_lines(info: dict) -> list:
     ]
 
 
-def shmcomm_version(*attrs) -> tuple:
-    """(version string, None) if shmcomm imports and has attrs, else (None, reason)."""
+def shmcomm_version(*attrs, library: bool = True) -> tuple:
+    """(version string, None) if shmcomm imports and has attrs, else (None, reason). library: add
+    libshm's version and SHMCOMM_LIBRARY."""
     try:
         import shmcomm
 
@@ -355,6 +414,8 @@ def shmcomm_version(*attrs) -> tuple:
             if not hasattr(shmcomm, attr):
                 return None, f"shmcomm has no {attr}"
         ver = getattr(shmcomm, "__version__", "unknown")
+        if not library:
+            return ver, None
         try:
             ver += f" (libshm {shmcomm.library_version()}"
             ver += f", SHMCOMM_LIBRARY={os.environ['SHMCOMM_LIBRARY']})" if os.environ.get("SHMCOMM_LIBRARY") else ")"
@@ -363,6 +424,50 @@ def shmcomm_version(*attrs) -> tuple:
         return ver, None
     except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
         return None, f"{type(e).__name__}: {e}"
+
+
+def zmq_version() -> tuple:
+    """(version, None) if pyzmq imports and has Socket.recv_into, else (None, reason)."""
+    import zmq
+
+    if not hasattr(zmq.Socket, "recv_into"):
+        return None, f"pyzmq {zmq.__version__} lacks Socket.recv_into (needs >= 26.4)"
+    return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})", None
+
+
+def multiprocessing_version() -> tuple:
+    return f"multiprocessing (Python {platform.python_version()})", None
+
+
+def package_version(module: str, dist: str) -> tuple:
+    """Import `module`; (the installed version of distribution `dist` or "unknown", None)."""
+    import importlib
+    from importlib.metadata import version
+
+    importlib.import_module(module)
+    try:
+        return version(dist), None
+    except Exception:
+        return "unknown", None
+
+
+def check_libraries(libs: list, checks: dict, labels: dict) -> tuple:
+    """Run checks[lib]() -> (version, None) or (None, reason) for every library, print a "- label:
+    version or reason" line each and a blank line. Returns (versions, skipped) as {lib: text}."""
+    versions, skipped = {}, {}
+    for lib in libs:
+        try:
+            ver, why = checks[lib]()
+        except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
+            ver, why = None, f"{type(e).__name__}: {e}"
+        if ver is None:
+            skipped[lib] = f"not importable: {why}"
+        else:
+            versions[lib] = ver
+    for lib in libs:
+        print(f"- {labels[lib]}: {versions.get(lib) or skipped[lib]}")
+    print(flush=True)
+    return versions, skipped
 
 
 def _fmt(v, digits=2):
@@ -395,6 +500,28 @@ def _ratio(s, ref):
     return f"×{s['median'] / ref['median']:.2f}"
 
 
+def table_row(cells: list, notes: list) -> str:
+    """A Markdown table row: the cells, then the notes joined by "; " as the last cell."""
+    return "| " + " | ".join([*cells, "; ".join(notes).replace("|", "/")]) + " |"
+
+
+def skipped_row(label: str, reason: str, ncols: int) -> str:
+    """The row of a library that could not be imported, in a table of ncols columns."""
+    return f"| {label} | – | skipped |" + " |" * (ncols - 4) + f" {reason} |"
+
+
+def failed_note(runs: list, prefix: str = ""):
+    """"{prefix}k/n failed (first error)" if any of runs failed, else None."""
+    bad = [r for r in runs if not r.get("ok")]
+    if not bad:
+        return None
+    return f"{prefix}{len(bad)}/{len(runs)} failed ({bad[0].get('error', '?')})"
+
+
+def met(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
 def parse_cores(text: str, n: int):
     """'none' -> None; 'a,b[,c...]' -> list of n cores (the last given repeats)."""
     if text.lower() == "none":
@@ -403,3 +530,132 @@ def parse_cores(text: str, n: int):
     if not cores:
         raise ValueError("no core given")
     return (cores + [cores[-1]] * n)[:n]
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line and the run loop
+# ---------------------------------------------------------------------------------------------
+
+
+def argument_parser(doc: str, libs: tuple) -> argparse.ArgumentParser:
+    """A parser with the script's docstring as description and --only."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(libs),
+                    help=f"comma-separated subset of {','.join(libs)} (default: all)")
+    return ap
+
+
+def add_repeats(ap, rounds: str = None) -> None:
+    """--repeats and, with rounds (what a round is called in the help), --rounds and --warmup."""
+    ap.add_argument("--repeats", type=int, default=3, help="repetitions of every measurement (default 3)")
+    if rounds:
+        ap.add_argument("--rounds", type=int, default=20_000, help=f"timed {rounds} (default 20000)")
+        ap.add_argument("--warmup", type=int, default=2_000, help="untimed warm-up round trips (default 2000)")
+
+
+def add_process_options(ap, cores_help: str) -> None:
+    """--cores and --timeout."""
+    ap.add_argument("--cores", default="0,1", help=cores_help)
+    ap.add_argument("--timeout", type=float, default=5.0,
+                    help="bound of every single wait inside a worker, seconds (default 5)")
+
+
+def add_run_options(ap, json_help: str, samples: bool) -> None:
+    """--run-timeout, --start-method, --json and, with samples, --no-samples."""
+    ap.add_argument("--run-timeout", type=float, default=None,
+                    help="watchdog for one whole measurement, seconds (default: derived from sizes)")
+    ap.add_argument("--start-method", choices=("spawn", "fork", "forkserver"), default="spawn")
+    ap.add_argument("--json", metavar="FILE", help=json_help)
+    if samples:
+        ap.add_argument("--no-samples", action="store_true", help="leave the per-message samples out of --json")
+
+
+def parse_libs(text: str, libs: tuple):
+    """The libraries named in --only, or None (after saying why on stderr) if one is unknown."""
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in libs]
+    if bad:
+        print(f"unknown library in --only: {bad}; choose from {libs}", file=sys.stderr)
+        return None
+    return chosen
+
+
+def parse_variants(text: str):
+    """--variants: None for "all", else the set of names."""
+    return None if text == "all" else {v.strip() for v in text.split(",")}
+
+
+def selected(libs: list, skipped: dict, lib_variants: dict, want_variants):
+    """(lib, variant) of every measurement to run, in report order."""
+    for lib in libs:
+        if lib in skipped:
+            continue
+        for variant in lib_variants[lib]:
+            if want_variants is not None and variant not in want_variants:
+                continue
+            yield lib, variant
+
+
+def measure(run, rep: int, repeats: int, what: str, describe) -> dict:
+    """r = run() (one measurement, never raises), stamped with "repeat" and "wall_s"; prints the
+    progress line "[rep/repeats] what describe(r)  (wall s)" (or the failure and its traceback) on
+    stderr. Returns r."""
+    t0 = time.monotonic()
+    r = run()
+    r["repeat"] = rep
+    r["wall_s"] = round(time.monotonic() - t0, 3)
+    desc = describe(r) if r.get("ok") else f"FAILED: {r.get('error')}"
+    print(f"[{rep + 1}/{repeats}] {what} {desc}  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+    if not r.get("ok") and r.get("traceback"):
+        print(r["traceback"], file=sys.stderr)
+    return r
+
+
+def exit_status(runs) -> int:
+    """1 if any of the runs failed, else 0."""
+    return 1 if any(not r.get("ok") for r in runs) else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def report_header(title: str, load: bool = True) -> tuple:
+    """Print the report's title, command, working directory, machine (and, with load, the load
+    average). Returns (command, machine_info())."""
+    info = machine_info()
+    cmd = shlex.join([sys.executable] + sys.argv)
+    print(f"# {title}\n")
+    print(f"- command: `{cmd}`")
+    print(f"- cwd: `{os.getcwd()}`")
+    for line in machine_lines(info):
+        print(line)
+    if load:
+        print(f"- load average at start: {load_average()}")
+    return cmd, info
+
+
+def json_doc(benchmark, cmd: str, args, info: dict, versions: dict, skipped: dict, p: dict,
+             elapsed: float, **more) -> dict:
+    """The head of a --json document (with "benchmark" first unless it is None), then `more`."""
+    doc = {"benchmark": benchmark} if benchmark is not None else {}
+    doc.update({
+        "command": cmd, "argv": sys.argv, "args": vars(args), "machine": info, "versions": versions,
+        "skipped": skipped, "params": p, "message_size": MSG_SIZE, "elapsed_s": elapsed,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    doc.update(more)
+    return doc
+
+
+def write_json(path: str, doc: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    print(f"\nraw numbers: {path}")
+
+
+def without_samples(runs: list) -> list:
+    """The runs without their per-message samples (--no-samples)."""
+    return [{k: v for k, v in r.items() if k != "samples_rtt_ns"} for r in runs]

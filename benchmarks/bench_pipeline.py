@@ -20,19 +20,17 @@ Run ``python benchmarks/bench_pipeline.py --help``; see benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
-import os
-import platform
 import queue
-import shlex
 import sys
 import time
 
-from _common import (MSG_SIZE, SEQ, TAIL, BenchTimeout, LazyDeadline, _fmt_rate, _ratio,
-                     load_average, machine_info, machine_lines, parse_cores, run_group,
-                     shmcomm_version, summarize)
+from _common import (MSG_SIZE, SEQ, TAIL, BaseAdapter, BenchTimeout, _cell, _fmt_rate, _ratio,
+                     add_process_options, add_repeats, add_run_options, argument_parser,
+                     check_libraries, exit_status, failed_note, json_doc, load_average, measure,
+                     met, multiprocessing_version, package_version, parse_cores, parse_libs,
+                     parse_variants, report_header, run_group, selected, shmcomm_version,
+                     skipped_row, summarize, table_row, write_json)
 
 LIBS = ("shmcomm", "mpqueue", "fasterfifo")
 LIB_LABEL = {"shmcomm": "shmcomm", "mpqueue": "mp.Queue", "fasterfifo": "faster-fifo"}
@@ -61,26 +59,17 @@ def _roles(pullers: int) -> list:
     return ["P"] + [f"C{i + 1}" for i in range(pullers)]
 
 
-class _Adapter(LazyDeadline):
-    """Role P pushes n items then one STOP per puller; roles C1, C2... pull. run() -> P: send
-    times; C*: what the puller got (see _pull_result). The loops are written out per library with
-    everything bound to locals. Every wait is bounded: pushes by p["timeout"]; pulls wait in WAIT
-    slices and give up after p["timeout"] seconds without progress."""
+class _Adapter(BaseAdapter):
+    """Role P pushes n items then one STOP per puller; roles C1, C2... pull (the workload is the
+    number of pullers). run() -> P: send times; C*: what the puller got (see _pull_result). The loops
+    are written out per library with everything bound to locals. Every wait is bounded: pushes by
+    p["timeout"]; pulls wait in WAIT slices and give up after p["timeout"] seconds without progress."""
 
     def __init__(self, role: str, workload: int, variant: str, p: dict, data: dict):
-        self.role, self.pullers, self.variant, self.p, self.data = role, workload, variant, p, data
-        self.timeout = float(p["timeout"])
+        super().__init__(role, workload, variant, p, data)
+        self.pullers = workload
         self.n, self.batch = p["n_msgs"], p["batch"]
         self.stops = data.get("stops")  # shared counter of STOP markers taken (pullers only)
-
-    def setup(self) -> None:
-        raise NotImplementedError
-
-    def connect(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def run(self) -> dict:
         return self.push(self.n) if self.role == "P" else self.pull(self.n)
@@ -385,24 +374,9 @@ def run_one(ctx, lib, variant, pullers, p) -> dict:
     return out
 
 
-def check_available(lib: str):
-    """(version, None) if importable and usable, else (None, reason)."""
-    try:
-        if lib == "shmcomm":
-            return shmcomm_version("Pusher", "Puller")
-        if lib == "mpqueue":
-            return f"multiprocessing (Python {platform.python_version()})", None
-        if lib == "fasterfifo":
-            import faster_fifo  # noqa: F401
-            from importlib.metadata import version
-
-            try:
-                return version("faster-fifo"), None
-            except Exception:
-                return "unknown", None
-    except Exception as e:  # noqa: BLE001
-        return None, f"{type(e).__name__}: {e}"
-    return None, "unknown library"
+# (version, None) if importable and usable, else (None, reason)
+CHECKS = {"shmcomm": lambda: shmcomm_version("Pusher", "Puller"), "mpqueue": multiprocessing_version,
+          "fasterfifo": lambda: package_version("faster_fifo", "faster-fifo")}
 
 
 def render_table(results: dict, order: list, skipped: dict, counts: list) -> str:
@@ -417,8 +391,7 @@ def render_table(results: dict, order: list, skipped: dict, counts: list) -> str
     lines = [head + " notes |", sep + "---|"]
     for lib in order:
         if lib in skipped:
-            lines.append(f"| {LIB_LABEL[lib]} | – | skipped |" + " |" * (sep.count("|") - 4)
-                         + f" {skipped[lib]} |")
+            lines.append(skipped_row(LIB_LABEL[lib], skipped[lib], sep.count("|")))
             continue
         for variant in LIB_VARIANTS[lib]:
             if not any((lib, variant, k) in results for k in counts):
@@ -428,26 +401,18 @@ def render_table(results: dict, order: list, skipped: dict, counts: list) -> str
                 runs = results.get((lib, variant, k), [])
                 ref = results.get(("shmcomm", REF_VARIANT.get(variant, variant), k), [])
                 s, rs = summarize(runs, "msgs_per_s"), summarize(ref, "msgs_per_s")
-                cells += [_cell_rate(s), _ratio(s, rs)]
+                cells += [_cell(s, _fmt_rate), _ratio(s, rs)]
                 if k > 1:
                     shares = [r["split"] for r in runs if r.get("ok")]
                     cells.append(", ".join("/".join(f"{100 * c / sum(sp):.0f}" for c in sp) for sp in shares)
                                  + " %" if shares else "–")
-                bad = [r for r in runs if not r.get("ok")]
-                if bad:
-                    notes.append(f"{k}p: {len(bad)}/{len(runs)} failed ({bad[0].get('error', '?')})")
+                note = failed_note(runs, f"{k}p: ")
+                if note:
+                    notes.append(note)
             if all(r.get("ok") for k in counts for r in results.get((lib, variant, k), [])):
                 notes.append("loss 0, dup 0")
-            lines.append("| " + " | ".join(cells + ["; ".join(notes).replace("|", "/")]) + " |")
+            lines.append(table_row(cells, notes))
     return "\n".join(lines)
-
-
-def _cell_rate(s):
-    if s is None:
-        return "–"
-    if s["n"] == 1:
-        return _fmt_rate(s["median"])
-    return f"{_fmt_rate(s['median'])} ({_fmt_rate(s['min'])}–{_fmt_rate(s['max'])})"
 
 
 def target_checks(results: dict, counts: list) -> list:
@@ -489,7 +454,7 @@ def render_targets(checks: list) -> str:
     for c in checks:
         lines.append(f"| {c['pullers']} | {c['what']} | {_fmt_rate(c['shmcomm_msgs_per_s'])} "
                      f"| {_fmt_rate(c['peer_msgs_per_s'])} | ×{c['ratio']:.2f} | {c['target']} "
-                     f"| {'yes' if c['met'] else '**no**'} |")
+                     f"| {met(c['met'])} |")
     return "\n".join(lines)
 
 
@@ -497,13 +462,11 @@ def render_targets(checks: list) -> str:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(LIBS),
-                    help=f"comma-separated subset of {','.join(LIBS)} (default: all)")
+    ap = argument_parser(__doc__, LIBS)
     ap.add_argument("--variants", default="all",
                     help="comma-separated subset of single,single-into,batch (default: all)")
     ap.add_argument("--pullers", default="1,2", help="puller counts to run, e.g. 1,2 (default 1,2)")
-    ap.add_argument("--repeats", type=int, default=3, help="repetitions of every measurement (default 3)")
+    add_repeats(ap)
     ap.add_argument("--messages", type=int, default=1_000_000, help="items per measurement (default 1000000)")
     ap.add_argument("--mpqueue-messages", type=int, default=200_000,
                     help="items per measurement for mp.Queue, which is slow enough that --messages would"
@@ -512,15 +475,9 @@ def parse_args(argv=None):
                     help="queue depth in items for every library (default 1024)")
     ap.add_argument("--batch", type=int, default=256, help="items per call in the batch variants (default 256)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 100000 items (mp.Queue 50000)")
-    ap.add_argument("--cores", default="0,1",
-                    help="cores of the pusher, puller 1, puller 2 (the last one given repeats: the"
-                         " default 0,1 puts both pullers on core 1); 'none' disables pinning")
-    ap.add_argument("--timeout", type=float, default=5.0,
-                    help="bound of every single wait inside a worker, seconds (default 5)")
-    ap.add_argument("--run-timeout", type=float, default=None,
-                    help="watchdog for one whole measurement, seconds (default: derived from sizes)")
-    ap.add_argument("--start-method", choices=("spawn", "fork", "forkserver"), default="spawn")
-    ap.add_argument("--json", metavar="FILE", help="write all raw numbers here")
+    add_process_options(ap, "cores of the pusher, puller 1, puller 2 (the last one given repeats: the"
+                            " default 0,1 puts both pullers on core 1); 'none' disables pinning")
+    add_run_options(ap, "write all raw numbers here", samples=False)
     a = ap.parse_args(argv)
     if a.quick:
         a.repeats, a.messages, a.mpqueue_messages = 1, 100_000, 50_000
@@ -530,12 +487,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    libs = [x.strip() for x in args.only.split(",") if x.strip()]
-    bad = [x for x in libs if x not in LIBS]
-    if bad:
-        print(f"unknown library in --only: {bad}; choose from {LIBS}", file=sys.stderr)
+    libs = parse_libs(args.only, LIBS)
+    if libs is None:
         return 2
-    want_variants = None if args.variants == "all" else {v.strip() for v in args.variants.split(",")}
+    want_variants = parse_variants(args.variants)
     try:
         counts = [int(x) for x in args.pullers.split(",") if x.strip()]
         if not counts or any(k < 1 for k in counts):
@@ -553,14 +508,7 @@ def main(argv=None) -> int:
         return 2
     run_timeout = args.run_timeout or (60.0 + args.messages / 10_000)
 
-    info = machine_info()
-    cmd = shlex.join([sys.executable] + sys.argv)
-    print("# shmcomm PUSH/PULL benchmark\n")
-    print(f"- command: `{cmd}`")
-    print(f"- cwd: `{os.getcwd()}`")
-    for line in machine_lines(info):
-        print(line)
-    print(f"- load average at start: {load_average()}")
+    cmd, info = report_header("shmcomm PUSH/PULL benchmark")
     if cores:
         pin = (f"pusher on core {cores[0]}; "
                + ", ".join(f"puller {i} on core {c}" for i, c in enumerate(cores[1:], 1)))
@@ -573,17 +521,7 @@ def main(argv=None) -> int:
           f" {args.mpqueue_messages}); pullers {counts};"
           f" repeats {args.repeats}; queue depth {args.depth} items; batch {args.batch} items per call;"
           f" wait bound {args.timeout} s, watchdog {run_timeout:.0f} s per measurement")
-
-    versions, skipped = {}, {}
-    for lib in libs:
-        ver, why = check_available(lib)
-        if ver is None:
-            skipped[lib] = f"not importable: {why}"
-        else:
-            versions[lib] = ver
-    for lib in libs:
-        print(f"- {LIB_LABEL[lib]}: {versions.get(lib) or skipped[lib]}")
-    print(flush=True)
+    versions, skipped = check_libraries(libs, CHECKS, LIB_LABEL)
 
     n_by_lib = {lib: args.mpqueue_messages if lib == "mpqueue" else args.messages for lib in LIBS}
     p = {"n_by_lib": n_by_lib, "depth": args.depth, "batch": args.batch, "timeout": args.timeout,
@@ -593,26 +531,12 @@ def main(argv=None) -> int:
     t_start = time.monotonic()
     for rep in range(args.repeats):  # interleaved: repeat 1 of everything, then repeat 2...
         for k in counts:
-            for lib in libs:
-                if lib in skipped:
-                    continue
-                for variant in LIB_VARIANTS[lib]:
-                    if want_variants is not None and variant not in want_variants:
-                        continue
-                    t0 = time.monotonic()
-                    r = run_one(ctx, lib, variant, k, p)
-                    r["repeat"] = rep
-                    r["wall_s"] = round(time.monotonic() - t0, 3)
-                    results.setdefault((lib, variant, k), []).append(r)
-                    if r.get("ok"):
-                        desc = (f"{r['msgs_per_s']:,.0f} msgs/s, loss {r['loss']}, dup {r['dup']}"
-                                + (f", split {'/'.join(map(str, r['split']))}" if k > 1 else ""))
-                    else:
-                        desc = f"FAILED: {r.get('error')}"
-                    print(f"[{rep + 1}/{args.repeats}] {k} puller{'s' if k > 1 else ' '} {LIB_LABEL[lib]:>11}"
-                          f" {variant:<11} {desc}  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-                    if not r.get("ok") and r.get("traceback"):
-                        print(r["traceback"], file=sys.stderr)
+            for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants):
+                r = measure(lambda: run_one(ctx, lib, variant, k, p), rep, args.repeats,
+                            f"{k} puller{'s' if k > 1 else ' '} {LIB_LABEL[lib]:>11} {variant:<11}",
+                            lambda r: (f"{r['msgs_per_s']:,.0f} msgs/s, loss {r['loss']}, dup {r['dup']}"
+                                       + (f", split {'/'.join(map(str, r['split']))}" if k > 1 else "")))
+                results.setdefault((lib, variant, k), []).append(r)
     elapsed = time.monotonic() - t_start
 
     checks = target_checks(results, counts)
@@ -629,20 +553,12 @@ def main(argv=None) -> int:
     print(f"\n_total {elapsed:.0f} s; load average at end: {load_average()}_")
 
     if args.json:
-        doc = {
-            "benchmark": "pipeline", "command": cmd, "argv": sys.argv, "args": vars(args), "machine": info,
-            "versions": versions, "skipped": skipped, "params": p, "message_size": MSG_SIZE,
-            "elapsed_s": elapsed, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "targets": checks, "results": [],
-        }
+        doc = json_doc("pipeline", cmd, args, info, versions, skipped, p, elapsed, targets=checks, results=[])
         for (lib, variant, k), runs in results.items():
             doc["results"].append({"library": lib, "variant": variant, "pullers": k, "calls": API[(lib, variant)],
                                    "runs": runs, "summary": {"msgs_per_s": summarize(runs, "msgs_per_s")}})
-        with open(args.json, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        print(f"\nraw numbers: {args.json}")
-    failed = any(not r.get("ok") for runs in results.values() for r in runs)
-    return 1 if failed else 0
+        write_json(args.json, doc)
+    return exit_status(r for runs in results.values() for r in runs)
 
 
 if __name__ == "__main__":

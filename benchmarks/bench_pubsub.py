@@ -18,23 +18,20 @@ Run ``python benchmarks/bench_pubsub.py --help``; see benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import array
-import gc
-import json
 import multiprocessing as mp
-import os
-import platform
-import shlex
 import shutil
 import sys
 import tempfile
 import time
-import traceback
 
-from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BenchError, BenchTimeout, _cell,
-                     _ctrl_recv, _fmt, _fmt_rate, _latency_stats, _pin, _ratio, _stop, _tp_check,
-                     collect, machine_info, summarize)
+from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BaseAdapter, BenchError, BenchTimeout,
+                     ZmqEndpoint, _cell, _fmt, _fmt_rate, _ratio, _tp_check, add_process_options,
+                     add_repeats, add_run_options, argument_parser, check_libraries, exit_status,
+                     failed_note, json_doc, measure, multiprocessing_version, package_version,
+                     parse_libs, parse_variants, report_header, rtt_result, run_group, selected,
+                     shmcomm_version, skipped_row, summarize, table_row, without_samples, write_json,
+                     zmq_version)
 
 LIBS = ("shmcomm", "zmq", "iceoryx2", "pipe")
 LIB_LABEL = {"shmcomm": "shmcomm", "zmq": "pyzmq ipc://", "iceoryx2": "iceoryx2", "pipe": "mp.Pipe"}
@@ -63,28 +60,23 @@ VARIANT_WORKLOADS = {"batch": ("throughput",)}  # batching has no meaning in a p
 # ---------------------------------------------------------------------------------------------
 
 
-class _Adapter:
-    def __init__(self, role: str, workload: str, variant: str, p: dict, data: dict):
-        self.role, self.workload, self.variant, self.p, self.data = role, workload, variant, p, data
-        self.timeout = float(p["timeout"])
+class _Adapter(BaseAdapter):
+    def run(self) -> dict:
+        p = self.p
+        if self.workload == "pingpong":
+            total = p["warmup"] + p["rounds"]
+            if self.role == "A":
+                rtt = self.pp_initiator(total)
+                return {"rtt_ns": rtt[p["warmup"]:].tobytes()}
+            self.pp_echo(total)
+            return {}
+        return self.tp_send(p["n_msgs"]) if self.role == "A" else self.tp_recv(p["n_msgs"])
 
-    def setup(self) -> None:  # create endpoints; the peer may not exist yet
-        raise NotImplementedError
 
-    def connect(self) -> None:
-        """Runs twice, in lock-step with the peer, after both set up and before "go": a chance to
-        finish connecting (iceoryx2 connects ports lazily, on send/receive)."""
-
-    def close(self) -> None:
-        pass
-
-    def _timed_out(self, t_end: list) -> bool:
-        """Called once every SPIN_CHECK_MASK+1 empty polls; t_end is a 1-item list (lazy deadline)."""
-        now = time.monotonic()
-        if t_end[0] is None:
-            t_end[0] = now + self.timeout
-            return False
-        return now > t_end[0]
+def _tp_result(count, t_first, t_last, st, expected, first_seq) -> dict:
+    """What tp_recv returns; st = [loss, disorder, first gaps] (see _tp_check)."""
+    return {"count": count, "t_first": t_first, "t_last": t_last, "loss": st[0],
+            "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
 
 
 # ---- shmcomm ---------------------------------------------------------------------------------
@@ -199,8 +191,7 @@ class ShmcommAdapter(_Adapter):
                         expected = _tp_check(seq, expected, st)
                 if expected > last:
                     break
-            return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                    "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+            return _tp_result(count, t_first, now(), st, expected, first_seq)
         while True:
             if busy:
                 r = recv_into(buf, 0)
@@ -225,46 +216,22 @@ class ShmcommAdapter(_Adapter):
                 expected = _tp_check(seq, expected, st)
             if seq == last:
                 break
-        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+        return _tp_result(count, t_first, now(), st, expected, first_seq)
 
 
 # ---- pyzmq -----------------------------------------------------------------------------------
 
 
-class ZmqAdapter(_Adapter):
+class ZmqAdapter(ZmqEndpoint, _Adapter):
     def setup(self):
-        import zmq
-
-        self.zmq = zmq
-        self.ctx = zmq.Context(io_threads=1)
-        tmo_ms = int(self.timeout * 1000)
-        self.path = os.path.join(self.p["ipc_dir"], f"{self.p['name']}.sock")
-        addr = f"ipc://{self.path}"
         if self.workload == "pingpong":
             # One PAIR socket per side; a PAIR connection is bidirectional, so the ping and the
             # echo travel on the two directions of one connection (zmq's lightest pattern).
-            s = self.ctx.socket(zmq.PAIR)
+            kind = "PAIR"
         else:
-            s = self.ctx.socket(zmq.PUSH if self.role == "A" else zmq.PULL)
-        s.setsockopt(zmq.LINGER, 2000)
-        s.setsockopt(zmq.RCVTIMEO, tmo_ms)
-        s.setsockopt(zmq.SNDTIMEO, tmo_ms)
+            kind = "PUSH" if self.role == "A" else "PULL"
         # default SNDHWM/RCVHWM (1000 messages each): a blocking send waits when both are full
-        if self.role == "A":
-            s.bind(addr)
-        else:
-            s.connect(addr)
-        self.sock = s
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
-        if self.role == "A":  # the binder removes its socket file
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        self.zmq_open(kind, bind=self.role == "A")
 
     def pp_initiator(self, total):
         Again, NOBLOCK = self.zmq.Again, self.zmq.NOBLOCK
@@ -371,8 +338,7 @@ class ZmqAdapter(_Adapter):
                 expected = _tp_check(seq, expected, st)
             if seq == last:
                 break
-        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+        return _tp_result(count, t_first, now(), st, expected, first_seq)
 
 
 # ---- iceoryx2 --------------------------------------------------------------------------------
@@ -585,8 +551,7 @@ class Iceoryx2Adapter(_Adapter):
                 expected = _tp_check(seq, expected, st)
             if seq == last:
                 break
-        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+        return _tp_result(count, t_first, now(), st, expected, first_seq)
 
 
 # ---- multiprocessing.Pipe --------------------------------------------------------------------
@@ -661,25 +626,6 @@ class PipeAdapter(_Adapter):
         buf = bytearray(MSG_SIZE)
         busy, t_end, tmo = self.variant == "busy-wait", [None], self.timeout
         last, expected, count, st, t_first, first_seq = n - 1, 0, 0, [0, 0, []], None, None
-        if self.variant == "batch":
-            recv_many = self.sub.recv_many_bytes
-            while True:
-                batch = recv_many(BATCH, tmo)
-                if not batch:
-                    break  # timed out: whatever is missing counts as lost
-                if t_first is None:
-                    t_first, first_seq = now(), unpack(batch[0], 0)[0]
-                for m in batch:
-                    seq = unpack(m, 0)[0]
-                    count += 1
-                    if seq == expected:
-                        expected += 1
-                    else:
-                        expected = _tp_check(seq, expected, st)
-                if expected > last:
-                    break
-            return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                    "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
         while True:
             if busy:
                 spins, got = 0, True
@@ -704,195 +650,66 @@ class PipeAdapter(_Adapter):
                 expected = _tp_check(seq, expected, st)
             if seq == last:
                 break
-        return {"count": count, "t_first": t_first, "t_last": now(), "loss": st[0],
-                "disorder": st[1], "expected_next": expected, "first_seq": first_seq, "gaps": st[2]}
+        return _tp_result(count, t_first, now(), st, expected, first_seq)
 
 
 ADAPTERS = {"shmcomm": ShmcommAdapter, "zmq": ZmqAdapter, "iceoryx2": Iceoryx2Adapter, "pipe": PipeAdapter}
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker process
-# ---------------------------------------------------------------------------------------------
-
-
-def _worker(role, lib, workload, variant, p, ctrl, data):
-    """Entry point of processes A and B. Talks to the orchestrator over `ctrl`."""
-    adapter = None
-    try:
-        pinned = _pin(p["cores"][0 if role == "A" else 1] if p["cores"] else None)
-        adapter = ADAPTERS[lib](role, workload, variant, p, data)
-        adapter.setup()
-        gc.collect()
-        ctrl.send(("ready", pinned))
-        for _ in range(2):
-            _ctrl_recv(ctrl, p["setup_timeout"], "connect")
-            adapter.connect()
-            ctrl.send(("connected", None))
-        gc.disable()
-        _ctrl_recv(ctrl, p["setup_timeout"], "go")
-        if workload == "pingpong":
-            total = p["warmup"] + p["rounds"]
-            if role == "A":
-                rtt = adapter.pp_initiator(total)
-                ctrl.send(("result", {"rtt_ns": rtt[p["warmup"]:].tobytes()}))
-            else:
-                adapter.pp_echo(total)
-                ctrl.send(("result", {}))
-        else:
-            if role == "A":
-                ctrl.send(("result", adapter.tp_send(p["n_msgs"])))
-            else:
-                ctrl.send(("result", adapter.tp_recv(p["n_msgs"])))
-        gc.enable()
-        # keep the endpoints open until the orchestrator has every result (a publisher that
-        # disappears early could take undelivered messages with it)
-        _ctrl_recv(ctrl, p["run_timeout"], "exit")
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the orchestrator
-        try:
-            ctrl.send(("error", f"{role}: {type(e).__name__}: {e}", traceback.format_exc()))
-        except Exception:
-            pass
-    finally:
-        if adapter is not None:
-            try:
-                adapter.close()
-            except Exception:
-                pass
-
-
-# ---------------------------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------------------------
 
-_run_counter = 0
-
-
-def _collect(ctrl_a, ctrl_b, timeout, what, grace=None) -> dict:
-    """_common.collect for the two processes A and B: {"A": payload, "B": payload} or an error."""
-    return collect({"A": ctrl_a, "B": ctrl_b}, timeout, what, grace)
-
 
 def run_pair(ctx, lib, workload, variant, p) -> dict:
-    """One measurement: start A and B, synchronise, collect results. Never raises."""
-    global _run_counter
-    _run_counter += 1
-    q = dict(p)
-    q["name"] = f"shmbench_{os.getpid()}_{_run_counter}"
-    ctrl_a, ctrl_a_child = ctx.Pipe()
-    ctrl_b, ctrl_b_child = ctx.Pipe()
-    data_a, data_b, to_close = {}, {}, []
+    """One measurement: start A and B, synchronise, collect results (_common.run_group; B gets "go"
+    first, so it is already waiting when A starts). Never raises."""
+    data, to_close = {}, []
     if lib == "pipe":
         if workload == "pingpong":
             rx_b, tx_a = ctx.Pipe(duplex=False)
             rx_a, tx_b = ctx.Pipe(duplex=False)
-            data_a, data_b = {"tx": tx_a, "rx": rx_a}, {"tx": tx_b, "rx": rx_b}
+            data = {"A": {"tx": tx_a, "rx": rx_a}, "B": {"tx": tx_b, "rx": rx_b}}
             to_close = [rx_b, tx_a, rx_a, tx_b]
         else:
             rx_b, tx_a = ctx.Pipe(duplex=False)
-            data_a, data_b = {"tx": tx_a}, {"rx": rx_b}
+            data = {"A": {"tx": tx_a}, "B": {"rx": rx_b}}
             to_close = [rx_b, tx_a]
-    pa = ctx.Process(target=_worker, name=f"bench-{lib}-A", args=("A", lib, workload, variant, q, ctrl_a_child, data_a))
-    pb = ctx.Process(target=_worker, name=f"bench-{lib}-B", args=("B", lib, workload, variant, q, ctrl_b_child, data_b))
-    procs = [pa, pb]
-    out = {"ok": False}
-    try:
-        for pr in procs:
-            pr.daemon = True
-            pr.start()
-        for c in [ctrl_a_child, ctrl_b_child] + to_close:
-            c.close()  # the children hold their own copies; EOF now reaches a peer whose partner died
-        # phase 1: both endpoints are set up (so nothing sent after "go" can miss a subscriber)
-        ready = _collect(ctrl_a, ctrl_b, p["setup_timeout"], "ready")
-        if "error" in ready:
-            out["error"], out["traceback"] = ready["error"], ready.get("traceback", "")
-            return out
-        out["pinning"] = ready
-        for _ in range(2):  # two lock-step rounds of adapter.connect()
-            ctrl_a.send("connect")
-            ctrl_b.send("connect")
-            conn = _collect(ctrl_a, ctrl_b, p["setup_timeout"], "connected")
-            if "error" in conn:
-                out["error"], out["traceback"] = conn["error"], conn.get("traceback", "")
-                return out
-        # phase 2: go (B first, so it is already waiting when A starts)
-        ctrl_b.send("go")
-        ctrl_a.send("go")
-        res = _collect(ctrl_a, ctrl_b, p["run_timeout"], "result", grace=2 * p["timeout"] + 5)
-        if "error" in res:
-            out["error"], out["traceback"] = res["error"], res.get("traceback", "")
-            return out
-        if workload == "pingpong":
-            rtt = array.array("q")
-            rtt.frombytes(res["A"]["rtt_ns"])
-            out.update(_latency_stats(rtt))
-            out["samples_rtt_ns"] = rtt.tolist()
-        else:
-            r = res["B"]
-            n = p["n_msgs"]
-            r["loss"] = n - r["count"]  # covers gaps and a truncated tail alike
-            out.update(r)
-            dt = (r["t_last"] - r["t_first"]) if r["t_first"] is not None else 0
-            out["msgs_per_s"] = (r["count"] - 1) / (dt / 1e9) if dt > 0 and r["count"] > 1 else 0.0
-            out["send_seconds"] = (res["A"]["send_t1"] - res["A"]["send_t0"]) / 1e9
-            if "undelivered" in res["A"]:
-                out["sender_undelivered"] = res["A"]["undelivered"]
-            if r["loss"] or r["disorder"]:
-                out["error"] = f"INVALID: lost {r['loss']}, out of order {r['disorder']} of {n}"
-                return out
-        out["ok"] = True
+    cores = p["cores"]
+    q = dict(p, role_cores={"A": cores[0], "B": cores[1]} if cores else None)
+    g = run_group(ctx, ADAPTERS[lib], workload, variant, q, ["A", "B"], data, go_order=["B", "A"],
+                  to_close=to_close)
+    out = {k: v for k, v in g.items() if k != "results"}
+    if not g.get("ok"):
         return out
-    except Exception as e:  # noqa: BLE001
-        out["error"] = f"{type(e).__name__}: {e}"
-        return out
-    finally:
-        for c in (ctrl_a, ctrl_b):
-            try:
-                c.send("exit")
-            except Exception:
-                pass
-        _stop(procs)
-        for c in (ctrl_a, ctrl_b):
-            c.close()
-        for i, pr in enumerate(procs):
-            if pr.exitcode not in (0, None) and out.get("ok"):
-                out.setdefault("warnings", []).append(f"{'AB'[i]} exit code {pr.exitcode}")
+    res = g["results"]
+    if workload == "pingpong":
+        out.update(rtt_result(res["A"]["rtt_ns"], round_trip=False))
+    else:
+        r = res["B"]
+        n = p["n_msgs"]
+        r["loss"] = n - r["count"]  # covers gaps and a truncated tail alike
+        out.update(r)
+        dt = (r["t_last"] - r["t_first"]) if r["t_first"] is not None else 0
+        out["msgs_per_s"] = (r["count"] - 1) / (dt / 1e9) if dt > 0 and r["count"] > 1 else 0.0
+        out["send_seconds"] = (res["A"]["send_t1"] - res["A"]["send_t0"]) / 1e9
+        if "undelivered" in res["A"]:
+            out["sender_undelivered"] = res["A"]["undelivered"]
+        if r["loss"] or r["disorder"]:
+            out["ok"] = False
+            out["error"] = f"INVALID: lost {r['loss']}, out of order {r['disorder']} of {n}"
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment, availability, reporting
+# Availability, reporting
 # ---------------------------------------------------------------------------------------------
 
 
-def check_available(lib: str):
-    """(version, None) if importable and usable, else (None, reason)."""
-    try:
-        if lib == "shmcomm":
-            import shmcomm
-
-            for attr in ("Publisher", "Subscriber"):
-                if not hasattr(shmcomm, attr):
-                    return None, f"shmcomm has no {attr}"
-            return getattr(shmcomm, "__version__", "unknown"), None
-        if lib == "zmq":
-            import zmq
-
-            if not hasattr(zmq.Socket, "recv_into"):
-                return None, f"pyzmq {zmq.__version__} lacks Socket.recv_into (needs >= 26.4)"
-            return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})", None
-        if lib == "iceoryx2":
-            import iceoryx2  # noqa: F401
-            from importlib.metadata import version
-
-            try:
-                return version("iceoryx2"), None
-            except Exception:
-                return "unknown", None
-        if lib == "pipe":
-            return f"multiprocessing (Python {platform.python_version()})", None
-    except Exception as e:  # noqa: BLE001 - ImportError, OSError (missing .so), ...
-        return None, f"{type(e).__name__}: {e}"
-    return None, "unknown library"
+# (version, None) if importable and usable, else (None, reason)
+CHECKS = {"shmcomm": lambda: shmcomm_version("Publisher", "Subscriber", library=False),
+          "zmq": zmq_version, "iceoryx2": lambda: package_version("iceoryx2", "iceoryx2"),
+          "pipe": multiprocessing_version}
 
 
 def render_table(results: dict, order: list, skipped: dict) -> str:
@@ -903,7 +720,7 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
     ]
     for lib in order:
         if lib in skipped:
-            lines.append(f"| {LIB_LABEL[lib]} | – | skipped | | | | | | | {skipped[lib]} |")
+            lines.append(skipped_row(LIB_LABEL[lib], skipped[lib], lines[1].count("|") - 1))
             continue
         for variant in LIB_VARIANTS[lib]:
             row = results.get((lib, variant))
@@ -918,20 +735,17 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
             rts = summarize(ref.get("throughput", []), "msgs_per_s")
             notes = []
             for wl, runs in (("pingpong", pp), ("throughput", tp)):
-                bad = [r for r in runs if not r.get("ok")]
-                if bad:
-                    notes.append(f"{wl}: {len(bad)}/{len(runs)} failed ({bad[0].get('error', '?')})")
+                note = failed_note(runs, f"{wl}: ")
+                if note:
+                    notes.append(note)
             if tp and all(r.get("ok") for r in tp):
                 notes.append("loss 0")
-            lines.append(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-                    LIB_LABEL[lib], variant,
-                    _cell(ps["p50_us"], _fmt), _cell(ps["p99_us"], _fmt), _cell(ps["p999_us"], _fmt),
-                    _ratio(ps["p50_us"], rps["p50_us"]), _ratio(ps["p99_us"], rps["p99_us"]),
-                    _cell(ts, _fmt_rate), _ratio(ts, rts),
-                    "; ".join(notes).replace("|", "/"),
-                )
-            )
+            lines.append(table_row([
+                LIB_LABEL[lib], variant,
+                _cell(ps["p50_us"], _fmt), _cell(ps["p99_us"], _fmt), _cell(ps["p999_us"], _fmt),
+                _ratio(ps["p50_us"], rps["p50_us"]), _ratio(ps["p99_us"], rps["p99_us"]),
+                _cell(ts, _fmt_rate), _ratio(ts, rts),
+            ], notes))
     return "\n".join(lines)
 
 
@@ -939,78 +753,53 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(LIBS),
-                    help=f"comma-separated subset of {','.join(LIBS)} (default: all)")
+    ap = argument_parser(__doc__, LIBS)
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="pingpong,throughput (default: both)")
     ap.add_argument("--variants", default="all",
                     help="comma-separated subset of busy-wait,blocking,blocking-nospin (default: all)")
-    ap.add_argument("--repeats", type=int, default=3, help="repetitions of every measurement (default 3)")
-    ap.add_argument("--rounds", type=int, default=20_000, help="timed ping-pong round trips (default 20000)")
-    ap.add_argument("--warmup", type=int, default=2_000, help="untimed warm-up round trips (default 2000)")
+    add_repeats(ap, rounds="ping-pong round trips")
     ap.add_argument("--messages", type=int, default=1_000_000, help="throughput messages (default 1000000)")
     ap.add_argument("--depth", type=int, default=1024,
                     help="queue depth for shmcomm num_slots and iceoryx2 buffer size (default 1024)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 repeat, 2000 rounds, 200 warm-up, 100000 messages")
-    ap.add_argument("--cores", default="0,1",
-                    help="cores for process A and B, e.g. 0,1; 'none' disables pinning (default 0,1)")
-    ap.add_argument("--timeout", type=float, default=5.0,
-                    help="bound of every single wait inside a worker, seconds (default 5)")
-    ap.add_argument("--run-timeout", type=float, default=None,
-                    help="watchdog for one whole measurement, seconds (default: derived from sizes)")
-    ap.add_argument("--start-method", choices=("spawn", "fork", "forkserver"), default="spawn")
-    ap.add_argument("--json", metavar="FILE", help="write all raw numbers (incl. every latency sample) here")
-    ap.add_argument("--no-samples", action="store_true", help="leave the per-message samples out of --json")
+    add_process_options(ap, "cores for process A and B, e.g. 0,1; 'none' disables pinning (default 0,1)")
+    add_run_options(ap, "write all raw numbers (incl. every latency sample) here", samples=True)
     a = ap.parse_args(argv)
     if a.quick:
         a.repeats, a.rounds, a.warmup, a.messages = 1, 2_000, 200, 100_000
     return a
 
 
+def _describe(r, wl) -> str:
+    if wl == "pingpong":
+        return f"p50 {r['p50_us']:.2f} µs p99 {r['p99_us']:.2f} µs p99.9 {r['p999_us']:.2f} µs"
+    return f"{r['msgs_per_s']:,.0f} msgs/s, loss {r['loss']}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    libs = [x.strip() for x in args.only.split(",") if x.strip()]
-    bad = [x for x in libs if x not in LIBS]
-    if bad:
-        print(f"unknown library in --only: {bad}; choose from {LIBS}", file=sys.stderr)
+    libs = parse_libs(args.only, LIBS)
+    if libs is None:
         return 2
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if any(w not in WORKLOADS for w in workloads):
         print(f"unknown workload in --workloads: {workloads}", file=sys.stderr)
         return 2
-    want_variants = None if args.variants == "all" else {v.strip() for v in args.variants.split(",")}
+    want_variants = parse_variants(args.variants)
     cores = None if args.cores.lower() == "none" else [int(c) for c in args.cores.split(",")]
     if cores is not None and len(cores) != 2:
         print("--cores needs two core numbers (A,B) or 'none'", file=sys.stderr)
         return 2
     run_timeout = args.run_timeout or (60.0 + args.messages / 20_000 + (args.rounds + args.warmup) / 500)
 
-    info = machine_info()
-    cmd = shlex.join([sys.executable] + sys.argv)
-    print("# shmcomm pub/sub benchmark\n")
-    print(f"- command: `{cmd}`")
-    print(f"- cwd: `{os.getcwd()}`")
-    print(f"- CPU: {info['cpu']} ({info['cpus_online']} online, allowed {info['cpus_allowed']},"
-          f" governor {info['scaling_governor']}"
-          f"{', virtual machine (hypervisor flag)' if info['virtualized'] else ''})")
-    print(f"- kernel: {info['kernel']} ({info['machine']}); Python: {info['python']}")
+    cmd, info = report_header("shmcomm pub/sub benchmark", load=False)
     print(f"- pinning: A on {cores[0] if cores else '-'}, B on {cores[1] if cores else '-'};"
           f" start method {args.start_method}")
     print(f"- message size {MSG_SIZE} B; ping-pong {args.rounds} round trips after {args.warmup} warm-up;"
           f" throughput {args.messages} messages; repeats {args.repeats}; queue depth {args.depth};"
           f" wait bound {args.timeout} s, watchdog {run_timeout:.0f} s per measurement")
-
-    versions, skipped = {}, {}
-    for lib in libs:
-        ver, why = check_available(lib)
-        if ver is None:
-            skipped[lib] = f"not importable: {why}"
-        else:
-            versions[lib] = ver
-    for lib in libs:
-        print(f"- {LIB_LABEL[lib]}: {versions.get(lib) or skipped[lib]}")
-    print(flush=True)
+    versions, skipped = check_libraries(libs, CHECKS, LIB_LABEL)
 
     p = {
         "rounds": args.rounds, "warmup": args.warmup, "n_msgs": args.messages, "depth": args.depth,
@@ -1021,29 +810,13 @@ def main(argv=None) -> int:
     results: dict = {}
     t_start = time.monotonic()
     for rep in range(args.repeats):
-        for lib in libs:
-            if lib in skipped:
-                continue
-            for variant in LIB_VARIANTS[lib]:
-                if want_variants is not None and variant not in want_variants:
+        for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants):
+            for wl in workloads:
+                if wl not in VARIANT_WORKLOADS.get(variant, WORKLOADS):
                     continue
-                for wl in workloads:
-                    if wl not in VARIANT_WORKLOADS.get(variant, WORKLOADS):
-                        continue
-                    t0 = time.monotonic()
-                    r = run_pair(ctx, lib, wl, variant, p)
-                    r["repeat"] = rep
-                    r["wall_s"] = round(time.monotonic() - t0, 3)
-                    results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
-                    if r.get("ok"):
-                        desc = (f"p50 {r['p50_us']:.2f} µs p99 {r['p99_us']:.2f} µs p99.9 {r['p999_us']:.2f} µs"
-                                if wl == "pingpong" else f"{r['msgs_per_s']:,.0f} msgs/s, loss {r['loss']}")
-                    else:
-                        desc = f"FAILED: {r.get('error')}"
-                    print(f"[{rep + 1}/{args.repeats}] {LIB_LABEL[lib]:>13} {variant:<15} {wl:<10} {desc}"
-                          f"  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-                    if not r.get("ok") and r.get("traceback"):
-                        print(r["traceback"], file=sys.stderr)
+                r = measure(lambda: run_pair(ctx, lib, wl, variant, p), rep, args.repeats,
+                            f"{LIB_LABEL[lib]:>13} {variant:<15} {wl:<10}", lambda r: _describe(r, wl))
+                results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
     elapsed = time.monotonic() - t_start
     shutil.rmtree(p["ipc_dir"], ignore_errors=True)
 
@@ -1058,25 +831,18 @@ def main(argv=None) -> int:
     print(f"\n_total {elapsed:.0f} s_")
 
     if args.json:
-        doc = {
-            "command": cmd, "argv": sys.argv, "args": vars(args), "machine": info, "versions": versions,
-            "skipped": skipped, "params": p, "message_size": MSG_SIZE, "elapsed_s": elapsed,
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": [],
-        }
+        doc = json_doc(None, cmd, args, info, versions, skipped, p, elapsed, results=[])
         for (lib, variant), per_wl in results.items():
             entry = {"library": lib, "variant": variant, "summary": {}, "runs": {}}
             for wl, runs in per_wl.items():
                 if args.no_samples:
-                    runs = [{k: v for k, v in r.items() if k != "samples_rtt_ns"} for r in runs]
+                    runs = without_samples(runs)
                 entry["runs"][wl] = runs
                 keys = ("p50_us", "p99_us", "p999_us", "mean_us") if wl == "pingpong" else ("msgs_per_s",)
                 entry["summary"][wl] = {k: summarize(runs, k) for k in keys}
             doc["results"].append(entry)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        print(f"\nraw numbers: {args.json}")
-    failed = any(not r.get("ok") for per in results.values() for runs in per.values() for r in runs)
-    return 1 if failed else 0
+        write_json(args.json, doc)
+    return exit_status(r for per in results.values() for runs in per.values() for r in runs)
 
 
 if __name__ == "__main__":

@@ -20,21 +20,20 @@ Run ``python benchmarks/bench_reqrep.py --help``; see benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import array
-import json
 import multiprocessing as mp
-import os
-import platform
-import shlex
 import shutil
 import sys
 import tempfile
 import time
 
-from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BenchError, BenchTimeout, LazyDeadline,
-                     _cell, _fmt, _ratio, load_average, machine_info, machine_lines, parse_cores,
-                     rtt_stats, run_group, shmcomm_version, summarize)
+from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BaseAdapter, BenchError, BenchTimeout,
+                     ZmqEndpoint, _cell, _fmt, _ratio, add_process_options, add_repeats,
+                     add_run_options, argument_parser, check_libraries, exit_status, failed_note,
+                     json_doc, load_average, measure, met, multiprocessing_version, parse_cores,
+                     parse_libs, parse_variants, report_header, rtt_result, run_group, selected,
+                     shmcomm_version, skipped_row, summarize, table_row, without_samples,
+                     write_json, zmq_version)
 
 LIBS = ("shmcomm", "zmq", "pipe")
 LIB_LABEL = {"shmcomm": "shmcomm", "zmq": "pyzmq REQ/REP ipc://", "pipe": "mp.Pipe duplex"}
@@ -47,25 +46,15 @@ REF_VARIANT = {"blocking-5s": "blocking", "blocking-nospin": "blocking"}  # shmc
 TARGET_FACTOR = 10  # target: shmcomm p50 <= 1/10 of pyzmq's
 
 
-class _Adapter(LazyDeadline):
+class _Adapter(BaseAdapter):
     """Role A is the requester, B the replier. run() -> A: {"rtt_ns": bytes}; B: {"served": n, ...}.
     The loops are written out per library with everything bound to locals, so the numbers measure
     the library and not this file. Every wait is bounded by p["timeout"] (mp.Pipe's blocking
     receive excepted, see PipeAdapter) or, for shmcomm's request_bytes, by p["request_timeout"]."""
 
     def __init__(self, role: str, workload: str, variant: str, p: dict, data: dict):
-        self.role, self.workload, self.variant, self.p, self.data = role, workload, variant, p, data
-        self.timeout = float(p["timeout"])
+        super().__init__(role, workload, variant, p, data)
         self.total = p["warmup"] + p["rounds"]
-
-    def setup(self) -> None:
-        raise NotImplementedError
-
-    def connect(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def run(self) -> dict:
         if self.role == "A":
@@ -180,35 +169,11 @@ class ShmcommAdapter(_Adapter):
 # ---- pyzmq -----------------------------------------------------------------------------------
 
 
-class ZmqAdapter(_Adapter):
+class ZmqAdapter(ZmqEndpoint, _Adapter):
     """REQ (A, connects) / REP (B, binds) over ipc://; RCVTIMEO/SNDTIMEO bound every wait."""
 
     def setup(self):
-        import zmq
-
-        self.zmq = zmq
-        self.ctx = zmq.Context(io_threads=1)
-        tmo_ms = int(self.timeout * 1000)
-        self.path = os.path.join(self.p["ipc_dir"], f"{self.p['name']}.sock")
-        addr = f"ipc://{self.path}"
-        s = self.ctx.socket(zmq.REQ if self.role == "A" else zmq.REP)
-        s.setsockopt(zmq.LINGER, 2000)
-        s.setsockopt(zmq.RCVTIMEO, tmo_ms)
-        s.setsockopt(zmq.SNDTIMEO, tmo_ms)
-        if self.role == "B":
-            s.bind(addr)
-        else:
-            s.connect(addr)  # connects (and reconnects) by itself once B has bound
-        self.sock = s
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
-        if self.role == "B":  # the binder removes its socket file
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        self.zmq_open("REQ" if self.role == "A" else "REP", bind=self.role == "B")
 
     def request_loop(self, total):
         Again, NOBLOCK = self.zmq.Again, self.zmq.NOBLOCK
@@ -356,10 +321,7 @@ def run_one(ctx, lib, variant, p) -> dict:
     if not r.get("ok"):
         return out
     res = r["results"]
-    rtt = array.array("q")
-    rtt.frombytes(res["A"]["rtt_ns"])
-    out.update(rtt_stats(rtt))
-    out["samples_rtt_ns"] = rtt.tolist()
+    out.update(rtt_result(res["A"]["rtt_ns"]))
     b = res["B"]
     total = p["warmup"] + p["rounds"]
     # A raises on the first reply that does not carry its request's sequence number, so reaching
@@ -374,22 +336,9 @@ def run_one(ctx, lib, variant, p) -> dict:
     return out
 
 
-def check_available(lib: str):
-    """(version, None) if importable and usable, else (None, reason)."""
-    try:
-        if lib == "shmcomm":
-            return shmcomm_version("Requester", "Replier")
-        if lib == "zmq":
-            import zmq
-
-            if not hasattr(zmq.Socket, "recv_into"):
-                return None, f"pyzmq {zmq.__version__} lacks Socket.recv_into (needs >= 26.4)"
-            return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})", None
-        if lib == "pipe":
-            return f"multiprocessing (Python {platform.python_version()})", None
-    except Exception as e:  # noqa: BLE001
-        return None, f"{type(e).__name__}: {e}"
-    return None, "unknown library"
+# (version, None) if importable and usable, else (None, reason)
+CHECKS = {"shmcomm": lambda: shmcomm_version("Requester", "Replier"), "zmq": zmq_version,
+          "pipe": multiprocessing_version}
 
 
 COLS = ("rtt_p50_us", "rtt_p99_us", "rtt_p999_us", "p50_us", "p99_us", "p999_us")
@@ -403,7 +352,7 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
     ]
     for lib in order:
         if lib in skipped:
-            lines.append(f"| {LIB_LABEL[lib]} | – | skipped | | | | | | | | {skipped[lib]} |")
+            lines.append(skipped_row(LIB_LABEL[lib], skipped[lib], lines[1].count("|") - 1))
             continue
         for variant in LIB_VARIANTS[lib]:
             runs = results.get((lib, variant))
@@ -412,17 +361,11 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
             ref = results.get(("shmcomm", REF_VARIANT.get(variant, variant)), [])
             s = {k: summarize(runs, k) for k in COLS}
             rs = {k: summarize(ref, k) for k in ("rtt_p50_us", "rtt_p99_us")}
-            notes = []
-            bad = [r for r in runs if not r.get("ok")]
-            if bad:
-                notes.append(f"{len(bad)}/{len(runs)} failed ({bad[0].get('error', '?')})")
-            else:
-                notes.append("loss 0")
-            lines.append("| " + " | ".join([
+            notes = [failed_note(runs) or "loss 0"]
+            lines.append(table_row([
                 LIB_LABEL[lib], variant, *(_cell(s[k], _fmt) for k in COLS),
                 _ratio(s["rtt_p50_us"], rs["rtt_p50_us"]), _ratio(s["rtt_p99_us"], rs["rtt_p99_us"]),
-                "; ".join(notes).replace("|", "/"),
-            ]) + " |")
+            ], notes))
     return "\n".join(lines)
 
 
@@ -461,7 +404,7 @@ def render_targets(checks: list) -> str:
              "|---|---:|---:|---:|---:|---|"]
     for c in checks:
         lines.append(f"| {c['what']} | {_fmt(c['shmcomm_p50_us'])} | {_fmt(c['zmq_p50_us'])} "
-                     f"| {c['ratio']:.3f} | ×{1 / c['ratio']:.1f} | {'yes' if c['met'] else '**no**'} |")
+                     f"| {c['ratio']:.3f} | ×{1 / c['ratio']:.1f} | {met(c['met'])} |")
     return "\n".join(lines)
 
 
@@ -469,28 +412,17 @@ def render_targets(checks: list) -> str:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(LIBS),
-                    help=f"comma-separated subset of {','.join(LIBS)} (default: all)")
+    ap = argument_parser(__doc__, LIBS)
     ap.add_argument("--variants", default="all",
                     help="comma-separated subset of blocking,blocking-5s,blocking-nospin,busy-wait (default: all)")
-    ap.add_argument("--repeats", type=int, default=3, help="repetitions of every measurement (default 3)")
-    ap.add_argument("--rounds", type=int, default=20_000, help="timed round trips (default 20000)")
-    ap.add_argument("--warmup", type=int, default=2_000, help="untimed warm-up round trips (default 2000)")
+    add_repeats(ap, rounds="round trips")
     ap.add_argument("--depth", type=int, default=16, help="shmcomm Replier num_slots (default 16, its default)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 2000 rounds, 200 warm-up")
-    ap.add_argument("--cores", default="0,1",
-                    help="cores for requester A and replier B, e.g. 0,1; 'none' disables pinning (default 0,1)")
-    ap.add_argument("--timeout", type=float, default=5.0,
-                    help="bound of every single wait inside a worker, seconds (default 5)")
+    add_process_options(ap, "cores for requester A and replier B, e.g. 0,1; 'none' disables pinning (default 0,1)")
     ap.add_argument("--request-timeout", type=float, default=0.1,
                     help="timeout passed to shmcomm's request_bytes in the blocking variants (default 0.1 s:"
                          " up to 0.1 s request_bytes is one C call)")
-    ap.add_argument("--run-timeout", type=float, default=None,
-                    help="watchdog for one whole measurement, seconds (default: derived from sizes)")
-    ap.add_argument("--start-method", choices=("spawn", "fork", "forkserver"), default="spawn")
-    ap.add_argument("--json", metavar="FILE", help="write all raw numbers (incl. every round-trip sample) here")
-    ap.add_argument("--no-samples", action="store_true", help="leave the per-message samples out of --json")
+    add_run_options(ap, "write all raw numbers (incl. every round-trip sample) here", samples=True)
     a = ap.parse_args(argv)
     if a.quick:
         a.repeats, a.rounds, a.warmup = 1, 2_000, 200
@@ -499,12 +431,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    libs = [x.strip() for x in args.only.split(",") if x.strip()]
-    bad = [x for x in libs if x not in LIBS]
-    if bad:
-        print(f"unknown library in --only: {bad}; choose from {LIBS}", file=sys.stderr)
+    libs = parse_libs(args.only, LIBS)
+    if libs is None:
         return 2
-    want_variants = None if args.variants == "all" else {v.strip() for v in args.variants.split(",")}
+    want_variants = parse_variants(args.variants)
     try:
         cores = parse_cores(args.cores, 2)
     except ValueError:
@@ -515,31 +445,14 @@ def main(argv=None) -> int:
         return 2
     run_timeout = args.run_timeout or (60.0 + (args.rounds + args.warmup) / 500)
 
-    info = machine_info()
-    cmd = shlex.join([sys.executable] + sys.argv)
-    print("# shmcomm REQ/REP benchmark\n")
-    print(f"- command: `{cmd}`")
-    print(f"- cwd: `{os.getcwd()}`")
-    for line in machine_lines(info):
-        print(line)
-    print(f"- load average at start: {load_average()}")
+    cmd, info = report_header("shmcomm REQ/REP benchmark")
     print(f"- pinning: requester A on {cores[0] if cores else '-'}, replier B on {cores[1] if cores else '-'};"
           f" start method {args.start_method}")
     print(f"- request and reply {MSG_SIZE} B; {args.rounds} timed round trips after {args.warmup} warm-up;"
           f" repeats {args.repeats}; shmcomm Replier num_slots {args.depth}; request_bytes timeout"
           f" {args.request_timeout} s (blocking variants); wait bound {args.timeout} s, watchdog"
           f" {run_timeout:.0f} s per measurement")
-
-    versions, skipped = {}, {}
-    for lib in libs:
-        ver, why = check_available(lib)
-        if ver is None:
-            skipped[lib] = f"not importable: {why}"
-        else:
-            versions[lib] = ver
-    for lib in libs:
-        print(f"- {LIB_LABEL[lib]}: {versions.get(lib) or skipped[lib]}")
-    print(flush=True)
+    versions, skipped = check_libraries(libs, CHECKS, LIB_LABEL)
 
     p = {
         "rounds": args.rounds, "warmup": args.warmup, "depth": args.depth, "timeout": args.timeout,
@@ -551,26 +464,12 @@ def main(argv=None) -> int:
     results: dict = {}
     t_start = time.monotonic()
     for rep in range(args.repeats):  # interleaved: repeat 1 of everything, then repeat 2...
-        for lib in libs:
-            if lib in skipped:
-                continue
-            for variant in LIB_VARIANTS[lib]:
-                if want_variants is not None and variant not in want_variants:
-                    continue
-                t0 = time.monotonic()
-                r = run_one(ctx, lib, variant, p)
-                r["repeat"] = rep
-                r["wall_s"] = round(time.monotonic() - t0, 3)
-                results.setdefault((lib, variant), []).append(r)
-                if r.get("ok"):
-                    desc = (f"round trip p50 {r['rtt_p50_us']:.2f} µs p99 {r['rtt_p99_us']:.2f} µs"
-                            f" p99.9 {r['rtt_p999_us']:.2f} µs, loss {r['loss']}")
-                else:
-                    desc = f"FAILED: {r.get('error')}"
-                print(f"[{rep + 1}/{args.repeats}] {LIB_LABEL[lib]:>20} {variant:<15} {desc}"
-                      f"  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-                if not r.get("ok") and r.get("traceback"):
-                    print(r["traceback"], file=sys.stderr)
+        for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants):
+            r = measure(lambda: run_one(ctx, lib, variant, p), rep, args.repeats,
+                        f"{LIB_LABEL[lib]:>20} {variant:<15}",
+                        lambda r: (f"round trip p50 {r['rtt_p50_us']:.2f} µs p99 {r['rtt_p99_us']:.2f} µs"
+                                   f" p99.9 {r['rtt_p999_us']:.2f} µs, loss {r['loss']}"))
+            results.setdefault((lib, variant), []).append(r)
     elapsed = time.monotonic() - t_start
     shutil.rmtree(p["ipc_dir"], ignore_errors=True)
 
@@ -588,24 +487,16 @@ def main(argv=None) -> int:
     print(f"\n_total {elapsed:.0f} s; load average at end: {load_average()}_")
 
     if args.json:
-        doc = {
-            "benchmark": "reqrep", "command": cmd, "argv": sys.argv, "args": vars(args), "machine": info,
-            "versions": versions, "skipped": skipped, "params": p, "message_size": MSG_SIZE,
-            "elapsed_s": elapsed, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "targets": checks, "results": [],
-        }
+        doc = json_doc("reqrep", cmd, args, info, versions, skipped, p, elapsed, targets=checks, results=[])
         for (lib, variant), runs in results.items():
             if args.no_samples:
-                runs = [{k: v for k, v in r.items() if k != "samples_rtt_ns"} for r in runs]
+                runs = without_samples(runs)
             doc["results"].append({
                 "library": lib, "variant": variant, "runs": runs,
                 "summary": {k: summarize(runs, k) for k in COLS + ("rtt_mean_us", "mean_us")},
             })
-        with open(args.json, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        print(f"\nraw numbers: {args.json}")
-    failed = any(not r.get("ok") for runs in results.values() for r in runs)
-    return 1 if failed else 0
+        write_json(args.json, doc)
+    return exit_status(r for runs in results.values() for r in runs)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ static int pull_take(shmi_reader_t *r)
     if (rc) return rc;
     /* The slot is ours (READING): no writer touches it until we release it, so a plain copy. */
     if (t.len) memcpy(r->buf, shmi_ring_payload(ring, t.pos), t.len);
-    shmi_ring_release(ring, t.pos);
+    if (!shmi_ring_release(ring, t.pos, r->index)) return SHMC_EAGAIN; /* recovered: not ours */
     r->received++;
     pull->restored += (uint64_t)t.restored;
     atomic_store_explicit(&r->ch.registry.peers[r->index].count, r->received, memory_order_relaxed);

@@ -30,7 +30,8 @@
 #include <string.h>
 
 enum { MB_IDLE = 0, MB_EXPECT = 1, MB_WRITING = 2, MB_READY = 3 };
-#define MB_NOBODY 0xFFu
+#define MB_NOBODY 0xFFu /* EXPECT: the request is still queued */
+#define MB_DEAD 0xFEu   /* EXPECT: the replier that took the request died */
 #define COUNTER_BITS 24             /* request ids: ticket << 24 | counter, 54 bits in all */
 #define SLOW_CHECK_NS 100000000ull  /* requester: replier liveness and restarts, every 100 ms */
 #define REQUESTER_CHECK_NS 10000000ull /* replier: a requester seen alive is trusted this long */
@@ -73,6 +74,7 @@ struct shmc_req {
     uint64_t pending; /* id of the request we wait for, 0 if none */
     uint64_t replies, expired, reconnects;
     uint64_t next_slow_check;
+    uint32_t idle_polls;
     unsigned char *own_buf;
     size_t own_cap;
     void *buf; /* the receive in progress */
@@ -94,11 +96,25 @@ void shmc_req_options_init(shmc_req_options_t *o) { shmc_sub_options_init(o); }
 
 void shmi_mailbox_forget(shmi_channel_t *ch, uint32_t index)
 {
-    shmi_mailbox_t *mb = mailbox_of(ch, index);
-    uint64_t word = atomic_load_explicit(&mb->word, memory_order_acquire);
+    /* A dead requester: its mailbox expects nothing any more. */
+    shmi_mailbox_t *own = mailbox_of(ch, index);
+    uint64_t word = atomic_load_explicit(&own->word, memory_order_acquire);
     if (mb_state(word) == MB_EXPECT)
-        atomic_compare_exchange_strong_explicit(&mb->word, &word, mb_word(0, 0, MB_IDLE),
+        atomic_compare_exchange_strong_explicit(&own->word, &word, mb_word(0, 0, MB_IDLE),
                                                 memory_order_acq_rel, memory_order_relaxed);
+    /* A dead replier: the requests it had taken, or was answering, will never be answered. Marked
+     * before its index can be reused, so a newcomer there is never mistaken for their replier. */
+    for (uint32_t i = 0; i < ch->geometry.max_peers; i++) {
+        shmi_mailbox_t *mb = mailbox_of(ch, i);
+        word = atomic_load_explicit(&mb->word, memory_order_acquire);
+        uint32_t state = mb_state(word);
+        if ((state == MB_EXPECT || state == MB_WRITING) && mb_owner(word) == index) {
+            atomic_compare_exchange_strong_explicit(&mb->word, &word,
+                                                    mb_word(mb_id(word), MB_DEAD, MB_EXPECT),
+                                                    memory_order_acq_rel, memory_order_relaxed);
+            shmi_waitword_wake(&mb->wait);
+        }
+    }
 }
 
 /* 1 if the requester at `route` is alive (cached, see struct shmc_rep). */
@@ -138,7 +154,15 @@ static int rep_take(shmi_reader_t *r)
                          &mailbox_of(ch, route)->word, &expect, mb_word(id, r->index, MB_EXPECT),
                          memory_order_acq_rel, memory_order_relaxed);
         if (wanted && t.len) memcpy(r->buf, shmi_ring_payload(&ch->ring, t.pos), t.len);
-        shmi_ring_release(&ch->ring, t.pos);
+        if (!shmi_ring_release(&ch->ring, t.pos, r->index)) {
+            /* Recovered by a process that judged us dead: the request is back in the queue, and
+             * the copy may be torn. Let the replier that takes it again claim the mailbox. */
+            uint64_t mine = mb_word(id, r->index, MB_EXPECT);
+            if (wanted)
+                atomic_compare_exchange_strong_explicit(&mailbox_of(ch, route)->word, &mine, expect,
+                                                        memory_order_acq_rel, memory_order_relaxed);
+            return SHMC_EAGAIN;
+        }
         rep->restored += (uint64_t)t.restored;
         if (!wanted) {
             rep->expired++; /* its requester gave up, or died */
@@ -354,6 +378,10 @@ static void req_check_service(shmc_req_t *req)
     if (shmi_follow_restart(&req->w.ch, &req->w.index, req_join, req)) {
         shmi_writer_init(&req->w);
         req->reconnects++;
+        if (req->pending) { /* it was queued in the old generation, which is gone */
+            req->pending = 0;
+            req->expired++;
+        }
         if (req->w.ch.geometry.slot_size > req->own_cap) {
             unsigned char *bigger = realloc(req->own_buf, req->w.ch.geometry.slot_size);
             if (bigger) {
@@ -438,7 +466,7 @@ static int req_maintain(void *ctx)
     int rc = 0;
     /* By role too: a dead replier's entry may have been reaped and taken by a requester. */
     if ((mb_state(word) == MB_EXPECT || mb_state(word) == MB_WRITING) && owner != MB_NOBODY &&
-        shmi_registry_live_role(&ch->registry, owner) != SHMI_ROLE_KEEPER)
+        (owner == MB_DEAD || shmi_registry_live_role(&ch->registry, owner) != SHMI_ROLE_KEEPER))
         rc = SHMC_EPEERDEAD;
     uint64_t now = shmi_now_ns();
     if (!rc && now >= req->next_slow_check) {
@@ -463,6 +491,11 @@ int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, int64_t t
     req->cap = buf ? cap : 0;
     int rc = shmi_wait(&own_mailbox(req)->wait, req_try_reply, req_maintain, req, timeout_ns,
                        req->spin_ns);
+    /* A requester that only polls (timeout 0) never waits, so look after it here now and then. */
+    if (rc == SHMC_EAGAIN && ++req->idle_polls % 256 == 0) {
+        int verdict = req_maintain(req);
+        if (verdict) rc = verdict;
+    }
     if (rc == 0 || rc == SHMC_ETRUNC) *len = req->len;
     if (rc == SHMC_EPEERDEAD || rc == SHMC_ECLOSED || rc == SHMC_EBADSEG) {
         req_give_up(req);

@@ -26,8 +26,14 @@ void shmi_recover_if_dead(shmi_channel_t *ch, uint64_t word)
 {
     if (!shmi_word_busy(word)) return;
     uint32_t owner = shmi_word_owner(word);
-    if (owner >= ch->geometry.max_peers || shmi_registry_live_role(&ch->registry, owner) == 0)
+    if (owner >= ch->geometry.max_peers) { /* no registry entry can name it: a corrupt word */
         shmi_ring_recover(&ch->ring, word);
+        return;
+    }
+    /* Recovery goes through the reap of the owner's entry: while it is held REAPING no new peer can
+     * join at that index, so the claims recovered are the dead owner's, never a newcomer's claim
+     * that happens to read the same (an index is reused only after its claims were recovered). */
+    shmi_registry_reap_one(&ch->registry, owner, shmi_recover_claims_of, ch);
 }
 
 static int join_as_keeper(shmi_channel_t *ch, uint32_t *index)

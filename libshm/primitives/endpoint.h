@@ -40,8 +40,9 @@ void shmi_recover_if_dead(shmi_channel_t *ch, uint64_t word);
 /* The registry's reap callback (ctx: the channel): recovers the slots the dead peer had claimed. */
 void shmi_recover_claims_of(void *ctx, uint32_t index);
 
-/* REQ/REP (reqrep.c): a dead requester's mailbox stops expecting a reply, so its queued request is
- * skipped and a late reply discarded. */
+/* REQ/REP (reqrep.c), called while the dead peer's entry is held REAPING: a dead requester's mailbox
+ * stops expecting a reply (its queued request is skipped, a late reply discarded), and every mailbox
+ * claim of a dead replier is marked dead (its requester fails fast). */
 void shmi_mailbox_forget(shmi_channel_t *ch, uint32_t index);
 
 /* Sleeps about ns nanoseconds (retry back-off; not a wait for a condition). */

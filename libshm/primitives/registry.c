@@ -25,11 +25,13 @@ static int entry_alive(shmi_peer_t *p, uint64_t owner)
                               atomic_load_explicit(&p->start_time, memory_order_acquire));
 }
 
-static int try_reap(shmi_registry_t *r, uint32_t i, shmi_reap_fn on_reap, void *ctx)
+/* Reaps entry i if its process is dead; with `free_too`, also runs on_reap for a free entry (claims
+ * that name an index nobody holds), holding it REAPING meanwhile so nobody joins there. */
+static int try_reap(shmi_registry_t *r, uint32_t i, shmi_reap_fn on_reap, void *ctx, int free_too)
 {
     shmi_peer_t *p = &r->peers[i];
     uint64_t owner = atomic_load_explicit(&p->owner, memory_order_acquire);
-    if (owner == 0 || entry_alive(p, owner)) return 0;
+    if (owner == 0 ? !free_too : entry_alive(p, owner)) return 0;
     /* An entry that a live reaper is reaping is its reaper's until it frees it: a second reaper
      * that took it over would free it again after a new peer had joined it (and wipe that peer's
      * cursor). By pid alone: the start time in the entry is still the dead peer's. */
@@ -50,10 +52,15 @@ static int try_reap(shmi_registry_t *r, uint32_t i, shmi_reap_fn on_reap, void *
     return 1;
 }
 
+int shmi_registry_reap_one(shmi_registry_t *r, uint32_t index, shmi_reap_fn on_reap, void *ctx)
+{
+    return index < r->max_peers ? try_reap(r, index, on_reap, ctx, 1) : 0;
+}
+
 uint32_t shmi_registry_reap(shmi_registry_t *r, shmi_reap_fn on_reap, void *ctx)
 {
     uint32_t reaped = 0;
-    for (uint32_t i = 0; i < r->max_peers; i++) reaped += (uint32_t)try_reap(r, i, on_reap, ctx);
+    for (uint32_t i = 0; i < r->max_peers; i++) reaped += (uint32_t)try_reap(r, i, on_reap, ctx, 0);
     return reaped;
 }
 

@@ -30,6 +30,10 @@ int shmi_registry_join(shmi_registry_t *r, uint32_t role, uint64_t cursor, shmi_
 void shmi_registry_leave(shmi_registry_t *r, uint32_t index);
 /* The role of entry `index` if it is held by a live process, else 0. */
 uint32_t shmi_registry_live_role(shmi_registry_t *r, uint32_t index);
+/* Frees entry `index` if its process is dead, calling on_reap first while the entry is held REAPING,
+ * so no new peer can take the index meanwhile; for a free entry (claims that outlived their owner's
+ * entry) it holds the entry the same way around on_reap. 1 if this call did it. */
+int shmi_registry_reap_one(shmi_registry_t *r, uint32_t index, shmi_reap_fn on_reap, void *ctx);
 /* Frees the entries of dead processes; returns how many. */
 uint32_t shmi_registry_reap(shmi_registry_t *r, shmi_reap_fn on_reap, void *ctx);
 /* Live entries of `role` (by pid liveness). */

@@ -153,6 +153,9 @@ static int take_at(shmi_ring_t *ring, uint64_t pos, uint64_t word, uint32_t owne
     uint32_t len = atomic_load_explicit(&slot->len, memory_order_relaxed);
     if (len > ring->slot_size) len = ring->slot_size; /* never trust the segment */
     if (len > cap) {
+        /* Only if the slot still holds that message: else len was another message's. */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != word) return 0;
         t->len = len;
         return SHMC_ETRUNC;
     }
@@ -192,6 +195,10 @@ int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t
     t->blocker = 0;
     t->abandoned = 0;
     t->restored = 0;
+    /* Restored messages first: they are the oldest, and a writer lapping one waits for it. */
+    int rc = take_restored(ring, owner, cap, t);
+    if (rc == 1) return 0;
+    if (rc == SHMC_ETRUNC) return rc;
     for (uint64_t round = 0; round < 4 * ring->num_slots + 1024; round++) {
         uint64_t pos = atomic_load_explicit(&ring->ctrl->tail, memory_order_acquire);
         uint64_t word = atomic_load_explicit(&slot_at(ring, pos)->seq, memory_order_acquire);
@@ -203,7 +210,6 @@ int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t
             help_tail(ring, pos);
             continue;
         }
-        int rc;
         switch (shmi_word_state(word)) {
         case SHMI_SLOT_READY:
             rc = take_at(ring, pos, word, owner, cap, t);
@@ -233,20 +239,50 @@ int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t
             continue;
         }
     }
-none_at_tail:;
-    int rc = take_restored(ring, owner, cap, t);
-    if (rc == 1) return 0;
-    return rc == SHMC_ETRUNC ? rc : SHMC_EAGAIN;
+none_at_tail:
+    return SHMC_EAGAIN;
 }
 
-void shmi_ring_release(shmi_ring_t *ring, uint64_t pos)
+int shmi_ring_release(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
 {
-    /* Release: our copy-out is complete before a writer that sees FREE reuses the slot. */
-    atomic_store_explicit(&slot_at(ring, pos)->seq, shmi_word(pos, 0, SHMI_SLOT_FREE),
-                          memory_order_release);
+    /* Release: our copy-out is complete before a writer that sees FREE reuses the slot. A CAS, not a
+     * store: if another process recovered the slot (it judged us dead), it is not ours to free. */
+    uint64_t ours = shmi_word(pos, owner, SHMI_SLOT_READING);
+    if (!atomic_compare_exchange_strong_explicit(&slot_at(ring, pos)->seq, &ours,
+                                                 shmi_word(pos, 0, SHMI_SLOT_FREE),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
     /* Full-queue writers sleep on `space`; the fence in the wake orders our store before its
      * sleeper check (the sleeper side is in shmi_wait). */
     shmi_waitword_wake(&ring->ctrl->space);
+    return 1;
+}
+
+void shmi_ring_audit_restored(shmi_ring_t *ring)
+{
+    uint64_t seen = atomic_load_explicit(&ring->ctrl->restored, memory_order_seq_cst);
+    uint64_t found = 0;
+    for (uint64_t i = 0; i < ring->num_slots; i++) {
+        uint64_t word = atomic_load_explicit(
+            &((shmi_slot_t *)(ring->slots + i * ring->slot_stride))->seq, memory_order_acquire);
+        if (word && shmi_word_state(word) == SHMI_SLOT_READY &&
+            shmi_word_owner(word) == SHMI_OWNER_RESTORED)
+            found++;
+    }
+    if (found == seen) return;
+    /* Counts that moved meanwhile are left alone: the next audit looks again. Too high only costs
+     * scans; too low would hide a restored message, so wake readers to look for it. */
+    if (atomic_compare_exchange_strong_explicit(&ring->ctrl->restored, &seen, found,
+                                                memory_order_seq_cst, memory_order_relaxed) &&
+        found > seen)
+        shmi_waitword_wake(&ring->ctrl->data);
+}
+
+int shmi_ring_drained(shmi_ring_t *ring)
+{
+    return atomic_load_explicit(&ring->ctrl->restored, memory_order_acquire) == 0 &&
+           atomic_load_explicit(&ring->ctrl->tail, memory_order_acquire) >=
+               atomic_load_explicit(&ring->ctrl->head, memory_order_acquire);
 }
 
 enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word_out,

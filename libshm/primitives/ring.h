@@ -103,8 +103,15 @@ typedef struct shmi_take {
  * of shmi_ring_payload(t->pos), then shmi_ring_release. SHMC_ETRUNC: the next message is larger than
  * cap (t->len), left for others. SHMC_EAGAIN: none is ready. */
 int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t);
-/* Competing reader: the message at pos (taken by shmi_ring_take) is copied out: free its slot. */
-void shmi_ring_release(shmi_ring_t *ring, uint64_t pos);
+/* Competing reader `owner`: the message at pos (taken by shmi_ring_take) is copied out: free its
+ * slot. 0 if the slot was no longer ours (recovered by a process that judged us dead): the copy may
+ * be torn and must be discarded; the message went back to the queue. */
+int shmi_ring_release(shmi_ring_t *ring, uint64_t pos, uint32_t owner);
+/* Competing readers, from housekeeping: recounts the restored messages waiting in the ring and
+ * repairs ctrl->restored if a process died between a slot change and its count update. */
+void shmi_ring_audit_restored(shmi_ring_t *ring);
+/* Competing readers: 1 if nothing is left to take (tail at head, nothing restored). */
+int shmi_ring_drained(shmi_ring_t *ring);
 /* Header fields of the slot of pos (REQ/REP routing). */
 shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos);
 

@@ -44,6 +44,9 @@ int shmi_wait(shmi_waitword_t *w, shmi_try_fn try_once, shmi_maintain_fn maintai
         /* Register as a sleeper, then re-check: a waker that published before our increment is
          * seen by the re-check; one that publishes after it sees sleepers > 0 and bumps futex. */
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        /* The re-check below reads the condition with acquire loads; this fence makes the pairing
+         * with the waker's fence formally sequentially consistent, not only on real hardware. */
+        atomic_thread_fence(memory_order_seq_cst);
         uint32_t seen = atomic_load_explicit(&w->futex, memory_order_seq_cst);
         rc = try_once(ctx);
         if (rc == SHMC_EAGAIN) {

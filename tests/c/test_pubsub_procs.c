@@ -7,139 +7,12 @@
  * Children report through pipes and exit codes; every wait is bounded (timeouts, and an alarm()
  * watchdog that kills a hung process). Counts shrink under ThreadSanitizer or by the factor in
  * SHMC_TEST_SCALE_DOWN. */
-#include "check.h"
-#include "shmcomm.h"
-
-#include <errno.h>
-#include <signal.h>
-#include <stdint.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <fcntl.h>
-
-#define SECOND 1000000000ll
 #define SLOT_SIZE 128
 #define WORDS_MAX (SLOT_SIZE / 8)
 
-static uint64_t scale_down = 1;
+#include "procs.h"
 
-static uint64_t scaled(uint64_t n)
-{
-    n /= scale_down;
-    return n < 1000 ? 1000 : n;
-}
-
-/* ------------------------------------------------------------------ payloads */
-
-/* Every word of a message is its tag (publisher id << 56 | sequence number); the length varies
- * with the sequence number. A torn copy or a foreign length is visible. */
-static uint64_t make_tag(uint32_t publisher, uint64_t seq) { return ((uint64_t)publisher << 56) | seq; }
-static uint32_t tag_publisher(uint64_t tag) { return (uint32_t)(tag >> 56); }
-static uint64_t tag_seq(uint64_t tag) { return tag & ((1ull << 56) - 1); }
-static size_t bytes_for(uint64_t seq) { return 8 * (1 + seq % WORDS_MAX); }
-
-static size_t fill(uint64_t *buf, uint32_t publisher, uint64_t seq)
-{
-    size_t n = bytes_for(seq);
-    for (size_t i = 0; i < n / 8; i++) buf[i] = make_tag(publisher, seq);
-    return n;
-}
-
-/* The tag of an intact message, or exits (status 1) if it is torn. */
-static uint64_t check_intact(const uint64_t *w, size_t len)
-{
-    CHECK(len >= 8 && len <= SLOT_SIZE && len % 8 == 0);
-    for (size_t i = 1; i < len / 8; i++) {
-        if (w[i] != w[0]) {
-            fprintf(stderr, "torn message: word 0 = %#llx, word %zu = %#llx\n",
-                    (unsigned long long)w[0], i, (unsigned long long)w[i]);
-            CHECK(w[i] == w[0]);
-        }
-    }
-    CHECK(len == bytes_for(tag_seq(w[0])));
-    return w[0];
-}
-
-/* ------------------------------------------------------------------ processes */
-
-static void write_byte(int fd, char byte)
-{
-    ssize_t r;
-    while ((r = write(fd, &byte, 1)) < 0 && errno == EINTR) {}
-    CHECK(r == 1);
-}
-
-/* Reads one byte; 0 at EOF (the other side is gone). */
-static int read_byte(int fd, char *byte)
-{
-    ssize_t r;
-    while ((r = read(fd, byte, 1)) < 0 && errno == EINTR) {}
-    CHECK(r >= 0);
-    return r == 1;
-}
-
-typedef struct link {
-    int to_child[2];
-    int to_parent[2];
-} link_t;
-
-/* Forks; in the child, runs fn with the child's ends of both pipes and exits with its result.
- * A child that outlives 60 s (something hung) is killed by its alarm. */
-static pid_t spawn(int (*fn)(int in, int out, void *arg), void *arg, link_t *l)
-{
-    CHECK(pipe(l->to_child) == 0 && pipe(l->to_parent) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        alarm(60);
-        close(l->to_child[1]);
-        close(l->to_parent[0]);
-        _exit(fn(l->to_child[0], l->to_parent[1], arg));
-    }
-    close(l->to_child[0]);
-    close(l->to_parent[1]);
-    return pid;
-}
-
-static void unlink_pipes(link_t *l)
-{
-    close(l->to_child[1]);
-    close(l->to_parent[0]);
-}
-
-/* Waits for the child's exit; returns its exit status, or 128 + signal. */
-static int wait_child(pid_t pid)
-{
-    int status = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
-    CHECK(r == pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-/* SIGKILLs the child and waits until it is a zombie: dead, but not reaped by us yet (WNOWAIT). */
-static void kill_to_zombie(pid_t pid)
-{
-    CHECK(kill(pid, SIGKILL) == 0);
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    int rc;
-    while ((rc = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT)) < 0 && errno == EINTR) {}
-    CHECK(rc == 0 && info.si_pid == pid);
-}
-
-static int segment_exists(const char *name)
-{
-    char os_name[256], path[260];
-    CHECK_OK(shmc_os_name(name, SHMC_PATTERN_PUBSUB, os_name, sizeof os_name));
-    snprintf(path, sizeof path, "/%s", os_name);
-    int fd = shm_open(path, O_RDONLY, 0);
-    if (fd < 0) return 0;
-    close(fd);
-    return 1;
-}
+static int segment_exists(const char *name) { return pattern_segment_exists(name, SHMC_PATTERN_PUBSUB); }
 
 static shmc_pub_t *open_pub(const char *name, uint32_t slots, uint32_t flags)
 {
@@ -161,14 +34,6 @@ static shmc_sub_t *open_sub(const char *name)
     shmc_sub_t *sub = NULL;
     CHECK_OK(shmc_sub_open(name, &o, &sub));
     return sub;
-}
-
-static shmc_stats_t sub_stats(shmc_sub_t *sub)
-{
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_sub_stats(sub, &s));
-    return s;
 }
 
 static const char *channel_name;
@@ -218,9 +83,7 @@ static void test_three_subscribers(void)
     for (int i = 0; i < 3; i++) kids[i] = spawn(lossless_subscriber, &arg, &links[i]);
     char byte;
     for (int i = 0; i < 3; i++) CHECK(read_byte(links[i].to_parent[0], &byte) && byte == 'r');
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_pub_stats(pub, &s));
+    shmc_stats_t s = pub_stats(pub);
     CHECK(s.subscribers == 3);
 
     uint64_t buf[WORDS_MAX];
@@ -288,7 +151,7 @@ static void test_killed_publisher_and_restart(void)
         if (killed && rc == SHMC_EAGAIN) break;
         CHECK_OK(rc);
         uint64_t tag = check_intact(buf, len);
-        CHECK(tag_publisher(tag) == 1);
+        CHECK(tag_source(tag) == 1);
         CHECK(got == 0 || tag_seq(tag) > last); /* strictly increasing */
         last = tag_seq(tag);
         got++;
@@ -428,9 +291,7 @@ static void test_killed_subscriber_lossless(void)
     CHECK(wait_child(dying) == 128 + SIGKILL);
     unlink_pipes(&ld);
     unlink_pipes(&ll);
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_pub_stats(pub, &s));
+    shmc_stats_t s = pub_stats(pub);
     CHECK(s.sent == arg.count && s.subscribers == 0);
     CHECK_OK(shmc_pub_close(pub));
     CHECK(!segment_exists(channel_name));
@@ -439,17 +300,12 @@ static void test_killed_subscriber_lossless(void)
 
 int main(void)
 {
-#if defined(__SANITIZE_THREAD__)
-    scale_down = 2;
-#endif
-    const char *env = getenv("SHMC_TEST_SCALE_DOWN");
-    if (env && atoi(env) > 0) scale_down = (uint64_t)atoi(env);
+    scale_init(2, 1000);
     alarm(240); /* watchdog: a hang fails the test instead of stalling the suite */
 
     test_three_subscribers();
     test_killed_publisher_and_restart();
     test_killed_claimant();
     test_killed_subscriber_lossless();
-    puts("pubsub_procs: ok");
-    return 0;
+    return test_result("pubsub_procs");
 }

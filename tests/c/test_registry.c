@@ -1,11 +1,10 @@
 /* The peer registry: join/leave, a full table, reaping of dead processes (killed, zombie, pid
  * reused), and concurrent reapers and joiners. White-box: drives libshm/primitives/registry.c on the
  * registry of a real channel segment, so forked children share it. */
-#include "check.h"
 #include "platform/platform.h"
 #include "primitives/channel.h"
 #include "primitives/registry.h"
-#include "shmcomm.h"
+#include "procs.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -54,30 +53,6 @@ static int logged(const reap_log_t *log, uint32_t index)
     return 0;
 }
 
-static void read_exact(int fd, void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR) continue;
-        CHECK(r > 0);
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
-static void write_exact(int fd, const void *buf, size_t n)
-{
-    const unsigned char *p = buf;
-    while (n) {
-        ssize_t r = write(fd, p, n);
-        if (r < 0 && errno == EINTR) continue;
-        CHECK(r > 0);
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
 /* A child process that joins `entries` entries as readers with `cursor`, reports their indices
  * through a pipe, and then waits to be killed. It exits on its own only if the parent goes away
  * (EOF on its pipe) or after 30 s, so a failing test never leaves it behind. */
@@ -103,7 +78,7 @@ static child_t spawn_joiner(uint32_t entries, uint64_t cursor)
         for (uint32_t i = 0; i < entries; i++) {
             uint32_t index = UINT32_MAX;
             if (shmi_registry_join(reg, SHMI_ROLE_FOLLOWER, cursor, NULL, NULL, &index) != 0) _exit(2);
-            write_exact(report[1], &index, sizeof index);
+            write_all(report[1], &index, sizeof index);
         }
         char byte;
         while (read(hold[0], &byte, 1) < 0 && errno == EINTR) {}
@@ -111,29 +86,16 @@ static child_t spawn_joiner(uint32_t entries, uint64_t cursor)
     }
     close(report[1]);
     close(hold[0]);
-    for (uint32_t i = 0; i < entries; i++) read_exact(report[0], &c.index[i], sizeof c.index[i]);
+    for (uint32_t i = 0; i < entries; i++) CHECK(read_all(report[0], &c.index[i], sizeof c.index[i]));
     close(report[0]);
     c.hold = hold[1];
     return c;
 }
 
-/* Kills the child and waits until it is a zombie (WNOWAIT: exited, but not reaped by us yet). */
-static void kill_to_zombie(pid_t pid)
-{
-    CHECK(kill(pid, SIGKILL) == 0);
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    int rc;
-    while ((rc = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT)) < 0 && errno == EINTR) {}
-    CHECK(rc == 0 && info.si_pid == pid && info.si_code == CLD_KILLED);
-}
-
 static void reap_child(child_t *c)
 {
-    int status = 0;
-    pid_t r;
-    while ((r = waitpid(c->pid, &status, 0)) < 0 && errno == EINTR) {}
-    CHECK(r == c->pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    int status = wait_status(c->pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     close(c->hold);
 }
 
@@ -247,7 +209,7 @@ static void test_zombie_is_dead(void)
     open_channel(4);
     child_t c = spawn_joiner(1, 2);
     CHECK(shmi_registry_live_role(reg, c.index[0]) == SHMI_ROLE_FOLLOWER);
-    kill_to_zombie(c.pid);
+    CHECK(kill_to_zombie(c.pid) == CLD_KILLED);
     CHECK(shmi_registry_live_role(reg, c.index[0]) == 0);
     CHECK(shmi_registry_count(reg, SHMI_ROLE_FOLLOWER) == 0);
     reap_log_t log = {0};

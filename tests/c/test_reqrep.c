@@ -16,68 +16,19 @@
  *
  * Checks marked LIBRARY BUG test documented behaviour the library does not have yet: they are
  * reported, the rest of the test still runs, and the test fails at the end. */
-#include "check.h"
-#include "shmcomm.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-
-#define SECOND 1000000000ll
-#define MSEC 1000000ll
 #define SLOT_SIZE 256
 #define WORDS_MAX 16 /* a request is at most 128 bytes, its reply 136 */
 
-static uint64_t scale_down = 1;
-static int library_bugs;
+#include "procs.h"
 
-/* A documented behaviour the library must have: reported, counted, and the test goes on. */
-#define EXPECT_DOC(expr, what)                                                                   \
-    do {                                                                                         \
-        if (!(expr)) {                                                                           \
-            fprintf(stderr, "%s:%d: LIBRARY BUG: %s\n    (failed: %s)\n", __FILE__, __LINE__, \
-                    (what), #expr);                                                              \
-            library_bugs++;                                                                      \
-        }                                                                                        \
-    } while (0)
-
-static uint64_t scaled(uint64_t n)
-{
-    n /= scale_down;
-    return n < 200 ? 200 : n;
-}
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ payloads */
 
-static uint64_t make_tag(uint32_t requester, uint64_t seq) { return ((uint64_t)requester << 56) | seq; }
-static uint64_t tag_seq(uint64_t tag) { return tag & ((1ull << 56) - 1); }
-static size_t bytes_for(uint64_t seq) { return 8 * (1 + seq % WORDS_MAX); }
 /* The reply's words: a bijection of the request's tag, so a reply to another request never passes. */
 static uint64_t answer(uint64_t tag) { return tag * 0x9E3779B97F4A7C15ull + 0x5EED; }
-
-static size_t fill_request(uint64_t *buf, uint64_t tag)
-{
-    size_t n = bytes_for(tag_seq(tag));
-    for (size_t i = 0; i < n / 8; i++) buf[i] = tag;
-    return n;
-}
-
-/* The tag of an intact request; exits (status 1) if it is torn or has a foreign length. */
-static uint64_t check_request(const void *msg, size_t len)
-{
-    uint64_t w[WORDS_MAX];
-    CHECK(len >= 8 && len <= sizeof w && len % 8 == 0);
-    memcpy(w, msg, len);
-    for (size_t i = 1; i < len / 8; i++) CHECK(w[i] == w[0]);
-    CHECK(len == bytes_for(tag_seq(w[0])));
-    return w[0];
-}
 
 static size_t make_reply(uint64_t *out, uint64_t tag, uint64_t replier)
 {
@@ -133,32 +84,7 @@ static shmc_req_t *open_req(const char *name, int64_t connect_timeout_ns)
     return req;
 }
 
-static shmc_stats_t rep_stats(shmc_rep_t *rep)
-{
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_rep_stats(rep, &s));
-    return s;
-}
-
-static shmc_stats_t req_stats(shmc_req_t *req)
-{
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_req_stats(req, &s));
-    return s;
-}
-
-static int segment_exists(const char *name)
-{
-    char os_name[256], path[260];
-    CHECK_OK(shmc_os_name(name, SHMC_PATTERN_REQREP, os_name, sizeof os_name));
-    snprintf(path, sizeof path, "/%s", os_name);
-    int fd = shm_open(path, O_RDONLY, 0);
-    if (fd < 0) return 0;
-    close(fd);
-    return 1;
-}
+static int segment_exists(const char *name) { return pattern_segment_exists(name, SHMC_PATTERN_REQREP); }
 
 /* Takes one request (waiting up to timeout_ns) and answers it as replier `id`: 0, or the failing
  * code of rep_recv. *tag gets the request's tag. The reply must be accepted (the requesters of
@@ -169,100 +95,9 @@ static int serve_one(shmc_rep_t *rep, uint64_t id, int64_t timeout_ns, uint64_t 
     size_t len = 0;
     int rc = shmc_rep_recv(rep, buf, sizeof buf, &len, timeout_ns);
     if (rc) return rc;
-    *tag = check_request(buf, len);
+    *tag = check_intact(buf, len);
     CHECK_OK(shmc_rep_send(rep, buf, make_reply(buf, *tag, id)));
     return 0;
-}
-
-/* ------------------------------------------------------------------ processes */
-
-static void write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR) continue;
-        CHECK(r > 0);
-        p += r;
-        len -= (size_t)r;
-    }
-}
-
-/* Reads exactly len bytes; 0 at EOF (the other side is gone). */
-static int read_all(int fd, void *data, size_t len)
-{
-    char *p = data;
-    while (len) {
-        ssize_t r = read(fd, p, len);
-        if (r < 0 && errno == EINTR) continue;
-        CHECK(r >= 0);
-        if (r == 0) return 0;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 1;
-}
-
-static void write_byte(int fd, char byte) { write_all(fd, &byte, 1); }
-
-static void expect_byte(int fd, char want)
-{
-    char byte = 0;
-    CHECK(read_all(fd, &byte, 1));
-    if (byte != want) fprintf(stderr, "read '%c', wanted '%c'\n", byte, want);
-    CHECK(byte == want);
-}
-
-typedef struct link {
-    int to_child[2];
-    int to_parent[2];
-} link_t;
-
-/* Forks; the child runs fn with its ends of both pipes and exits with its result. A child that
- * outlives 60 s (something hung) is killed by its alarm. */
-static pid_t spawn(int (*fn)(int in, int out, void *arg), void *arg, link_t *l)
-{
-    CHECK(pipe(l->to_child) == 0 && pipe(l->to_parent) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        alarm(60);
-        close(l->to_child[1]);
-        close(l->to_parent[0]);
-        _exit(fn(l->to_child[0], l->to_parent[1], arg));
-    }
-    close(l->to_child[0]);
-    close(l->to_parent[1]);
-    return pid;
-}
-
-static void unlink_pipes(link_t *l)
-{
-    close(l->to_child[1]);
-    close(l->to_parent[0]);
-}
-
-/* Waits for the child's exit; returns its exit status, or 128 + signal. */
-static int wait_child(pid_t pid)
-{
-    int status = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
-    CHECK(r == pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-/* SIGKILLs the child and waits until it is a zombie: dead, but not reaped yet (WNOWAIT). */
-static void kill_to_zombie(pid_t pid)
-{
-    CHECK(kill(pid, SIGKILL) == 0);
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    int rc;
-    while ((rc = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT)) < 0 && errno == EINTR) {}
-    CHECK(rc == 0 && info.si_pid == pid);
 }
 
 /* ------------------------------------------------------------------ a replier on a string */
@@ -292,7 +127,7 @@ static int remote_replier(int in, int out, void *arg)
         if (cmd == 'r') {
             size_t len = 0;
             res.rc = shmc_rep_recv(rep, buf, sizeof buf, &len, 10 * SECOND);
-            if (res.rc == 0) res.tag = tag = check_request(buf, len);
+            if (res.rc == 0) res.tag = tag = check_intact(buf, len);
             write_all(out, &res, sizeof res);
         } else if (cmd == 's') {
             res.rc = shmc_rep_send(rep, buf, make_reply(buf, tag, id));
@@ -351,7 +186,7 @@ static int requester(int in, int out, void *arg)
     uint64_t buf[WORDS_MAX + 1];
     for (uint64_t seq = 0; seq < a->count; seq++) {
         const uint64_t tag = make_tag(a->id, seq);
-        size_t len = fill_request(buf, tag);
+        size_t len = fill_tag(buf, tag);
         if (a->id % 2 == 0) {
             int64_t n = shmc_req_request(req, buf, len, 10 * SECOND);
             if (n < 0) {
@@ -444,7 +279,7 @@ static int sharing_replier(int in, int out, void *arg)
     uint64_t buf[WORDS_MAX + 1];
     size_t len = 0;
     CHECK_OK(shmc_rep_recv(rep, buf, sizeof buf, &len, 10 * SECOND));
-    uint64_t tag = check_request(buf, len);
+    uint64_t tag = check_intact(buf, len);
     write_byte(out, 'h');
     expect_byte(in, 'g');
     CHECK_OK(shmc_rep_send(rep, buf, make_reply(buf, tag, id)));
@@ -484,7 +319,7 @@ static void test_two_repliers(void)
     uint64_t buf[WORDS_MAX + 1];
     for (int i = 0; i < 2; i++) {
         req[i] = open_req(service, 0);
-        CHECK_OK(shmc_req_send(req[i], buf, fill_request(buf, make_tag(10 + (uint32_t)i, 0)), SECOND));
+        CHECK_OK(shmc_req_send(req[i], buf, fill_tag(buf, make_tag(10 + (uint32_t)i, 0)), SECOND));
     }
     for (int i = 0; i < 2; i++) expect_byte(lr[i].to_parent[0], 'h');
     for (int i = 0; i < 2; i++) write_byte(lr[i].to_child[1], 'g');
@@ -546,12 +381,12 @@ static void test_late_reply(void)
     const uint64_t a = make_tag(1, 1), b = make_tag(1, 2), c = make_tag(1, 3), d = make_tag(1, 4);
 
     /* The replier takes A and holds it; the requester's wait for A times out (A stays pending). */
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, a), SECOND));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, a), SECOND));
     result_t r = remote(&l, 'r');
     CHECK(r.rc == 0 && r.tag == a);
     CHECK_RC(shmc_req_recv(req, buf, sizeof buf, &len, 20 * MSEC), SHMC_ETIMEDOUT);
     /* The requester moves on to B, which gives A up. */
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, b), SECOND));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, b), SECOND));
     CHECK(req_stats(req).expired == 1);
     /* A's reply comes late: discarded at the replier. */
     r = remote(&l, 's');
@@ -569,9 +404,9 @@ static void test_late_reply(void)
      * out for certain. It took C in time (and its reply is late) or after C was given up (and C
      * was skipped): either way C's reply never reaches D. */
     write_byte(l.to_child[1], 'r');
-    int64_t n = shmc_req_request(req, buf, fill_request(buf, c), 200 * MSEC);
+    int64_t n = shmc_req_request(req, buf, fill_tag(buf, c), 200 * MSEC);
     CHECK_RC((int)n, SHMC_ETIMEDOUT);
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, d), SECOND));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, d), SECOND));
     r = read_result(&l);
     CHECK_OK(r.rc);
     const int took_c = r.tag == c;
@@ -611,7 +446,7 @@ static void *request_thread(void *arg)
 {
     pending_request_t *p = arg;
     uint64_t buf[WORDS_MAX + 1];
-    p->result = shmc_req_request(p->req, buf, fill_request(buf, p->tag), 10 * SECOND);
+    p->result = shmc_req_request(p->req, buf, fill_tag(buf, p->tag), 10 * SECOND);
     return NULL;
 }
 
@@ -628,7 +463,7 @@ static void test_killed_replier(void)
 
     /* The replier takes A and is killed before it answers. */
     const uint64_t a = make_tag(1, 1);
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, a), SECOND));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, a), SECOND));
     result_t r = remote(&l, 'r');
     CHECK(r.rc == 0 && r.tag == a);
     kill_to_zombie(replier);
@@ -646,7 +481,7 @@ static void test_killed_replier(void)
     CHECK(shmc_req_replier_alive(req) == 1);
     write_all(l.to_child[1], "rs", 2); /* take, then answer */
     const uint64_t b = make_tag(1, 2);
-    int64_t n = shmc_req_request(req, buf, fill_request(buf, b), 10 * SECOND);
+    int64_t n = shmc_req_request(req, buf, fill_tag(buf, b), 10 * SECOND);
     CHECK(n > 0);
     const void *own;
     size_t cap;
@@ -675,7 +510,7 @@ static void test_killed_replier(void)
     expect_byte(l.to_parent[0], 'r');
     write_all(l.to_child[1], "rs", 2);
     const uint64_t d = make_tag(1, 4);
-    n = shmc_req_request(req, buf, fill_request(buf, d), 10 * SECOND);
+    n = shmc_req_request(req, buf, fill_tag(buf, d), 10 * SECOND);
     CHECK(n > 0);
     CHECK_OK(shmc_req_buffer(req, &own, &cap));
     CHECK(check_reply(own, (size_t)n, d) == 3);
@@ -700,7 +535,7 @@ static int doomed_requester(int in, int out, void *arg)
     const uint64_t tag = *(uint64_t *)arg;
     shmc_req_t *req = open_req(service, 5 * SECOND);
     uint64_t buf[WORDS_MAX + 1];
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, tag), SECOND));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, tag), SECOND));
     write_byte(out, 'r');
     char byte;
     read_all(in, &byte, 1);
@@ -720,7 +555,7 @@ static void test_killed_requester(void)
     pid_t kid = spawn(doomed_requester, &tag1, &l);
     expect_byte(l.to_parent[0], 'r');
     CHECK_OK(shmc_rep_recv(rep, buf, sizeof buf, &len, 5 * SECOND));
-    CHECK(check_request(buf, len) == tag1);
+    CHECK(check_intact(buf, len) == tag1);
     kill_to_zombie(kid);
     int rc = shmc_rep_send(rep, buf, make_reply(buf, tag1, 1));
     CHECK(rc == 0 || rc == SHMC_EEXPIRED);
@@ -741,7 +576,7 @@ static void test_killed_requester(void)
                "mailbox word, which a dead requester never resets)");
     if (rc == 0) {
         /* Returned anyway: answering it must not disturb anything (0 or EEXPIRED, as above). */
-        CHECK(check_request(buf, len) == tag2);
+        CHECK(check_intact(buf, len) == tag2);
         rc = shmc_rep_send(rep, buf, make_reply(buf, tag2, 1));
         CHECK(rc == 0 || rc == SHMC_EEXPIRED);
     } else {
@@ -817,7 +652,7 @@ static void test_sequencing(void)
 
     /* A request too large for the replier's buffer is left in the queue, with its size. */
     const uint64_t a = make_tag(1, 15); /* 128 bytes */
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, a), 0));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, a), 0));
     CHECK_RC(shmc_rep_recv(rep, buf, 16, &len, 0), SHMC_ETRUNC);
     CHECK(len == 128);
     CHECK_RC(shmc_rep_send(rep, buf, 8), SHMC_ESEQUENCE); /* nothing was taken */
@@ -826,7 +661,7 @@ static void test_sequencing(void)
     const void *own;
     size_t cap;
     CHECK_OK(shmc_rep_buffer(rep, &own, &cap));
-    CHECK(cap >= SLOT_SIZE && check_request(own, (size_t)n) == a);
+    CHECK(cap >= SLOT_SIZE && check_intact(own, (size_t)n) == a);
     /* A reply too large is refused and the request stays current. */
     CHECK_RC(shmc_rep_send(rep, big, SLOT_SIZE + 1), SHMC_EMSGSIZE);
     CHECK_OK(shmc_rep_send(rep, buf, make_reply(buf, a, 1)));
@@ -839,7 +674,7 @@ static void test_sequencing(void)
     CHECK_RC(shmc_req_recv(req, buf, sizeof buf, &len, 0), SHMC_ESEQUENCE); /* received already */
 
     /* A cancelled request is skipped by the replier and counted as expired on both sides. */
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, make_tag(1, 2)), 0));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, make_tag(1, 2)), 0));
     CHECK_OK(shmc_req_cancel(req));
     CHECK_OK(shmc_req_cancel(req)); /* nothing pending: no-op */
     CHECK_RC(shmc_req_recv(req, buf, sizeof buf, &len, 0), SHMC_ESEQUENCE);
@@ -849,9 +684,9 @@ static void test_sequencing(void)
 
     /* Taking the next request without answering leaves the previous one to its timeout. */
     const uint64_t c = make_tag(1, 3);
-    CHECK_OK(shmc_req_send(req, buf, fill_request(buf, c), 0));
+    CHECK_OK(shmc_req_send(req, buf, fill_tag(buf, c), 0));
     CHECK_OK(shmc_rep_recv(rep, buf, sizeof buf, &len, 0));
-    CHECK(check_request(buf, len) == c);
+    CHECK(check_intact(buf, len) == c);
     CHECK_RC(shmc_rep_recv(rep, buf, sizeof buf, &len, 0), SHMC_EAGAIN);
     CHECK_RC(shmc_rep_send(rep, buf, 8), SHMC_ESEQUENCE);
     CHECK_RC(shmc_req_recv(req, buf, sizeof buf, &len, 20 * MSEC), SHMC_ETIMEDOUT);
@@ -873,7 +708,7 @@ static void test_sequencing(void)
     CHECK_OK(shmc_rep_close(rep));
     CHECK(!segment_exists(service));
     CHECK(shmc_req_replier_alive(req) == 0);
-    CHECK_RC(shmc_req_send(req, buf, fill_request(buf, make_tag(1, 9)), 0), SHMC_ECLOSED);
+    CHECK_RC(shmc_req_send(req, buf, fill_tag(buf, make_tag(1, 9)), 0), SHMC_ECLOSED);
     CHECK_OK(shmc_req_close(req));
 
     /* A requester that opens first waits for the replier (connect_timeout) and then works. */
@@ -881,7 +716,7 @@ static void test_sequencing(void)
     link_t l;
     pid_t kid = spawn(late_replier, NULL, &l);
     req = open_req(service, 10 * SECOND);
-    n = shmc_req_request(req, buf, fill_request(buf, make_tag(2, 7)), 10 * SECOND);
+    n = shmc_req_request(req, buf, fill_tag(buf, make_tag(2, 7)), 10 * SECOND);
     CHECK(n > 0);
     CHECK_OK(shmc_req_buffer(req, &own, &cap));
     CHECK(check_reply(own, (size_t)n, make_tag(2, 7)) == 5);
@@ -896,7 +731,7 @@ static void test_sequencing(void)
     expect_byte(l.to_parent[0], 'r');
     req = open_req(service, 0);
     kill_to_zombie(kid);
-    int rc = shmc_req_send(req, buf, fill_request(buf, make_tag(3, 1)), SECOND);
+    int rc = shmc_req_send(req, buf, fill_tag(buf, make_tag(3, 1)), SECOND);
     EXPECT_DOC(rc == SHMC_EPEERDEAD,
                "shmc_req_send queues a request although no replier lives (it never checks the "
                "repliers; only the wait for the reply notices, up to 100 ms later)");
@@ -920,11 +755,7 @@ static void test_sequencing(void)
 
 int main(void)
 {
-#if defined(__SANITIZE_THREAD__)
-    scale_down = 4;
-#endif
-    const char *env = getenv("SHMC_TEST_SCALE_DOWN");
-    if (env && atoi(env) > 0) scale_down = (uint64_t)atoi(env);
+    scale_init(4, 200);
     alarm(240); /* watchdog: a hang fails the test instead of stalling the suite */
 
     test_sequencing();
@@ -933,10 +764,5 @@ int main(void)
     test_two_repliers();
     test_killed_replier();
     test_killed_requester();
-    if (library_bugs) {
-        fprintf(stderr, "reqrep: %d LIBRARY BUG check(s) failed (see above)\n", library_bugs);
-        return 1;
-    }
-    puts("reqrep: ok");
-    return 0;
+    return test_result("reqrep");
 }

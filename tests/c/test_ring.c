@@ -10,56 +10,17 @@
  * copy is visible in any word; lengths vary with the sequence number, so a length that belongs to
  * another message is visible too.
  * Message counts shrink under ThreadSanitizer, or by the factor in SHMC_TEST_SCALE_DOWN. */
-#include "check.h"
-#include "primitives/channel.h"
-#include "primitives/ring.h"
-#include "shmcomm.h"
-
-#include <pthread.h>
-#include <stdint.h>
-
-#define SECOND 1000000000ll
 #define SLOT_SIZE 256
 #define WORDS_MAX (SLOT_SIZE / 8)
 
-static uint64_t scale_down = 1;
+#include "primitives/channel.h"
+#include "primitives/ring.h"
+#include "procs.h"
 
-static uint64_t scaled(uint64_t n)
-{
-    n /= scale_down;
-    return n < 1000 ? 1000 : n;
-}
+#include <pthread.h>
 
-static uint64_t make_tag(uint32_t writer, uint64_t seq) { return ((uint64_t)writer << 56) | seq; }
-static uint32_t tag_writer(uint64_t tag) { return (uint32_t)(tag >> 56); }
-static uint64_t tag_seq(uint64_t tag) { return tag & ((1ull << 56) - 1); }
-static size_t bytes_for(uint64_t seq) { return 8 * (1 + seq % WORDS_MAX); }
 /* Published once every writer is done: readers of an overwrite ring stop at it. */
 #define END_TAG (((uint64_t)0xEE << 56) | 0)
-
-static void fill(void *buf, uint64_t tag)
-{
-    uint64_t *w = buf;
-    size_t words = bytes_for(tag_seq(tag)) / 8;
-    for (size_t i = 0; i < words; i++) w[i] = tag;
-}
-
-/* The tag of an intact message; exits the test if the message is torn or has a foreign length. */
-static uint64_t check_intact(const void *buf, size_t len)
-{
-    const uint64_t *w = buf;
-    CHECK(len >= 8 && len <= SLOT_SIZE && len % 8 == 0);
-    uint64_t tag = w[0];
-    for (size_t i = 1; i < len / 8; i++) {
-        if (w[i] != tag) {
-            fprintf(stderr, "torn message: word 0 = %#llx, word %zu = %#llx\n",
-                    (unsigned long long)tag, i, (unsigned long long)w[i]);
-            CHECK(w[i] == tag);
-        }
-    }
-    CHECK(len == bytes_for(tag_seq(tag)));
-    return tag;
-}
 
 static shmc_pub_t *open_pub(const char *name, uint32_t slots, uint32_t flags)
 {
@@ -81,14 +42,6 @@ static shmc_sub_t *open_sub(const char *name)
     shmc_sub_t *sub = NULL;
     CHECK_OK(shmc_sub_open(name, &o, &sub));
     return sub;
-}
-
-static shmc_stats_t sub_stats(shmc_sub_t *sub)
-{
-    shmc_stats_t s;
-    s.size = sizeof s;
-    CHECK_OK(shmc_sub_stats(sub, &s));
-    return s;
 }
 
 /* ------------------------------------------------------------------ threads */
@@ -125,10 +78,10 @@ static void *writer_main(void *arg)
             size_t cap;
             CHECK_OK(shmc_pub_loan(w->pub, &slot, &cap, 10 * SECOND));
             CHECK(cap == SLOT_SIZE);
-            fill(slot, tag);
+            fill_tag(slot, tag);
             CHECK_OK(shmc_pub_commit(w->pub, bytes_for(seq)));
         } else {
-            fill(buf, tag);
+            fill_tag(buf, tag);
             /* Overwrite mode waits only behind a co-writer still filling the slot it laps. */
             CHECK_OK(shmc_pub_send(w->pub, buf, bytes_for(seq), 10 * SECOND));
         }
@@ -155,7 +108,7 @@ static void *reader_main(void *arg)
         uint64_t tag = check_intact(msg, len);
         if (r->use_loan) CHECK_OK(shmc_sub_release(r->sub)); /* lossless: pinned, never stale */
         if (tag == END_TAG) break;
-        uint32_t w = tag_writer(tag);
+        uint32_t w = tag_source(tag);
         uint64_t seq = tag_seq(tag);
         CHECK(w < r->writers && seq < r->per_writer);
         if (r->lossless)
@@ -199,7 +152,7 @@ static void run(const char *stem, uint32_t slots, uint32_t flags, uint32_t nw, u
     uint64_t published = per_writer * nw;
     if (!lossless) {
         uint64_t end[1];
-        fill(end, END_TAG);
+        fill_tag(end, END_TAG);
         CHECK_OK(shmc_pub_send(w[0].pub, end, sizeof end, 10 * SECOND));
         published++;
     }
@@ -222,9 +175,7 @@ static void run(const char *stem, uint32_t slots, uint32_t flags, uint32_t nw, u
         CHECK_OK(shmc_sub_close(r[i].sub));
     }
     for (uint32_t i = 0; i < nw; i++) {
-        shmc_stats_t s;
-        s.size = sizeof s;
-        CHECK_OK(shmc_pub_stats(w[i].pub, &s));
+        shmc_stats_t s = pub_stats(w[i].pub);
         CHECK(s.sent == per_writer + (!lossless && i == 0));
         CHECK_OK(shmc_pub_close(w[i].pub));
     }
@@ -323,11 +274,11 @@ static void test_api_abandon(void)
     unsigned char buf[SLOT_SIZE];
     size_t len;
     uint64_t pos, blocker;
-    fill(buf, make_tag(0, 0));
+    fill_tag(buf, make_tag(0, 0));
     CHECK_OK(shmc_pub_send(pub, buf, bytes_for(0), 0));                 /* position 0 */
     CHECK_OK(shmi_ring_claim(&ch.ring, dead, UINT64_MAX, &pos, &blocker)); /* position 1 */
     CHECK(pos == 1);
-    fill(buf, make_tag(0, 2));
+    fill_tag(buf, make_tag(0, 2));
     CHECK_OK(shmc_pub_send(pub, buf, bytes_for(2), 0));                 /* position 2 */
 
     CHECK_OK(shmc_sub_recv(sub, buf, sizeof buf, &len, SECOND));
@@ -342,7 +293,7 @@ static void test_api_abandon(void)
 
     /* The publisher laps the abandoned slot without waiting. */
     for (uint64_t seq = 3; seq < 3 + slots; seq++) {
-        fill(buf, make_tag(0, seq));
+        fill_tag(buf, make_tag(0, seq));
         CHECK_OK(shmc_pub_send(pub, buf, bytes_for(seq), 0));
     }
     for (uint64_t seq = 3; seq < 3 + slots; seq++) {
@@ -354,7 +305,7 @@ static void test_api_abandon(void)
     CHECK_OK(shmi_ring_claim(&ch.ring, dead, UINT64_MAX, &pos, &blocker));
     CHECK(pos == 3 + slots);
     for (uint64_t seq = pos + 1; seq <= pos + slots; seq++) {
-        fill(buf, make_tag(0, seq));
+        fill_tag(buf, make_tag(0, seq));
         CHECK_OK(shmc_pub_send(pub, buf, bytes_for(seq), 5 * SECOND));
     }
     /* The subscriber lost the abandoned position; it reads the rest of what is still in the ring. */
@@ -372,11 +323,7 @@ static void test_api_abandon(void)
 
 int main(void)
 {
-#if defined(__SANITIZE_THREAD__)
-    scale_down = 4;
-#endif
-    const char *env = getenv("SHMC_TEST_SCALE_DOWN");
-    if (env && atoi(env) > 0) scale_down = (uint64_t)atoi(env);
+    scale_init(4, 1000);
 
     test_ring_abandon();
     test_api_abandon();
