@@ -35,6 +35,7 @@ enum { MB_IDLE = 0, MB_EXPECT = 1, MB_WRITING = 2, MB_READY = 3 };
 #define COUNTER_BITS 24             /* request ids: ticket << 24 | counter, 54 bits in all */
 #define SLOW_CHECK_NS 100000000ull  /* requester: replier liveness and restarts, every 100 ms */
 #define REQUESTER_CHECK_NS 10000000ull /* replier: a requester seen alive is trusted this long */
+#define SETTLE_LIMIT_NS 100000000ull   /* requester: longest wait for a reply being written */
 
 static uint64_t mb_word(uint64_t id, uint32_t owner, uint32_t state)
 {
@@ -293,15 +294,25 @@ int shmc_rep_close(shmc_rep_t *rep)
  * `to`. A writer that died mid-reply is passed over. The wait is one memcpy of a live process. */
 static void mailbox_settle(shmi_channel_t *ch, shmi_mailbox_t *mb, uint64_t to)
 {
+    uint64_t give_up_at = 0;
     for (uint32_t spins = 0;; spins++) {
         uint64_t word = atomic_load_explicit(&mb->word, memory_order_acquire);
-        if (mb_state(word) == MB_WRITING && (spins & 1023) != 1023) {
-            shmi_cpu_relax();
-            continue;
-        }
-        if (mb_state(word) == MB_WRITING && shmi_registry_live_role(&ch->registry, mb_owner(word))) {
-            shmi_pause_ns(10000); /* descheduled mid-copy: let it run */
-            continue;
+        if (mb_state(word) == MB_WRITING) {
+            if ((spins & 1023) != 1023) {
+                shmi_cpu_relax();
+                continue;
+            }
+            /* Only a live replier writes a reply, and that is one copy. A word naming anything
+             * else is garbage (a corrupt segment), and a write that lasts over 100 ms a stalled or
+             * lying process: never wait for either forever. */
+            if (shmi_registry_live_role(&ch->registry, mb_owner(word)) == SHMI_ROLE_KEEPER) {
+                uint64_t now = shmi_now_ns();
+                if (!give_up_at) give_up_at = now + SETTLE_LIMIT_NS;
+                if (now < give_up_at) {
+                    shmi_pause_ns(10000); /* descheduled mid-copy: let it run */
+                    continue;
+                }
+            }
         }
         if (atomic_compare_exchange_strong_explicit(&mb->word, &word, to, memory_order_seq_cst,
                                                     memory_order_relaxed))
