@@ -628,3 +628,461 @@ def victim_requester(name: str, events: Any) -> None:
         events.put({"kind": "sent", "pid": os.getpid()})
         time.sleep(120)
     _run(events, body)
+
+
+# ---- crash matrix targets (tests/python/test_crash_matrix.py) -----------------------------------
+# Victims are SIGKILLed by the parent at random instants while they send or receive in a tight loop.
+# They report only through shared counters (a RawArray, no lock a dead process could hold) and, for
+# pullers, an append-only file; a victim's queue carries its "loaded" event or its failure. Victims
+# pay the interpreter start-up and the import before the parent says ``go``, so the next victim can
+# start while the current one runs. Survivors are never killed: they report through ``events``.
+
+CM_DONE, CM_TORN, CM_BAD, CM_ATTACHED = 0, 1, 2, 3  # indices into a victim's counters
+CM_COUNTERS = 4
+CM_BATCH = 4  # the most items a victim sends or receives in one call: what one kill can catch in flight
+REPLY_BIT = 1 << 63  # a reply is the pattern of its request's sequence number with this bit set
+
+
+def cm_reply(seq: int, size: int) -> bytes:
+    """The reply to the pattern request ``seq``: a pattern payload too, so a torn reply shows."""
+    return pattern_payload(seq | REPLY_BIT, size)
+
+
+def _cm_victim(events: Any, go: Any, loop: Callable[[], None]) -> None:
+    def body() -> None:
+        import shmcomm  # noqa: F401  (the import is paid before "go")
+
+        events.put({"kind": "loaded", "pid": os.getpid()})
+        if not go.wait(300):
+            raise AssertionError("never told to go")
+        loop()
+    _run(events, body)
+
+
+def cm_victim_publisher(name: str, gen: int, size: int, num_slots: int, seed: int, counters: Any,
+                        events: Any, go: Any) -> None:
+    """Joins a lossless channel as one more publisher and publishes pattern payloads numbered
+    (gen << 32) | n as fast as it can, by send_bytes, by a loan written in two halves then committed,
+    or by send_many_bytes batches of up to CM_BATCH, in a seeded random mix. counters[CM_DONE] is the
+    number of messages whose send returned."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Publisher
+
+        rng = random.Random(seed)
+        base, half = gen << 32, size // 2
+        with Publisher(name, num_slots=num_slots, slot_size=size, serialization="raw", lossless=True) as pub:
+            counters[CM_ATTACHED] = 1
+            seq = 0
+            while True:
+                how = rng.randrange(3)
+                if how == 0:
+                    pub.send_bytes(pattern_payload(base | seq, size), block=True, timeout=60.0)
+                    n = 1
+                elif how == 1:
+                    payload = pattern_payload(base | seq, size)
+                    loan = pub.loan(size, block=True, timeout=60.0)
+                    assert loan.data is not None
+                    loan.data[:half] = payload[:half]
+                    loan.data[half:] = payload[half:]
+                    loan.commit()
+                    n = 1
+                else:
+                    n = rng.randint(2, CM_BATCH)
+                    batch = [pattern_payload(base | (seq + i), size) for i in range(n)]
+                    if pub.send_many_bytes(batch, block=True, timeout=60.0) != n:
+                        raise AssertionError("send_many_bytes published only part of a batch")
+                seq += n
+                counters[CM_DONE] = seq
+    _cm_victim(events, go, loop)
+
+
+def cm_victim_subscriber(name: str, size: int, seed: int, counters: Any, events: Any, go: Any) -> None:
+    """Attaches to a lossless channel with one publisher and receives as fast as it can, by
+    recv_bytes, recv_into or recv_view (held while checked), in a seeded random mix. Counts torn
+    payloads (CM_TORN) and sequence numbers that do not follow the previous one (CM_BAD)."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Subscriber
+
+        rng = random.Random(seed)
+        buf = bytearray(size)
+        with Subscriber(name, timeout_connect=10.0, serialization="raw") as sub:
+            counters[CM_ATTACHED] = 1
+            last = None
+            while True:
+                how = rng.randrange(3)
+                if how == 0:
+                    payload = sub.recv_bytes(timeout=60.0)
+                elif how == 1:
+                    n = sub.recv_into(buf, timeout=60.0)
+                    payload = None if n is None else bytes(buf[:n])
+                else:
+                    view = sub.recv_view(timeout=60.0)
+                    payload = None
+                    if view is not None:
+                        payload = bytes(view.data)
+                        if not view.release():
+                            counters[CM_BAD] += 1  # a lossless view must never go stale
+                if payload is None:
+                    raise AssertionError(f"no message within 60 s after {counters[CM_DONE]}")
+                seq = check_pattern(payload)
+                if seq is None or len(payload) != size:
+                    counters[CM_TORN] += 1
+                    continue
+                if last is not None and seq != last + 1:
+                    counters[CM_BAD] += 1
+                last = seq
+                counters[CM_DONE] += 1
+    _cm_victim(events, go, loop)
+
+
+def cm_victim_requester(name: str, rid: int, size: int, counters: Any, events: Any, go: Any) -> None:
+    """Requests (rid << 32) | n for n = 0, 1, 2, ... as fast as it can, checking every reply is whole
+    (CM_TORN) and answers that very request (CM_BAD). counters[CM_DONE]: requests answered."""
+    def loop() -> None:
+        from shmcomm import Requester
+
+        with Requester(name, timeout_connect=10.0, serialization="raw") as req:
+            counters[CM_ATTACHED] = 1
+            seq = 0
+            while True:
+                s = (rid << 32) | seq
+                reply = req.request_bytes(pattern_payload(s, size), timeout=60.0)
+                if check_pattern(reply) is None or len(reply) != size:
+                    counters[CM_TORN] += 1
+                elif reply != cm_reply(s, size):
+                    counters[CM_BAD] += 1
+                seq += 1
+                counters[CM_DONE] = seq
+    _cm_victim(events, go, loop)
+
+
+def cm_victim_replier(name: str, size: int, num_slots: int, seed: int, counters: Any, events: Any,
+                      go: Any) -> None:
+    """Joins a service as one more Replier and answers pattern requests as fast as it can, with
+    reply_and_recv_bytes or recv_bytes + send_bytes in a seeded random mix. Counts torn requests
+    (CM_TORN); counters[CM_DONE]: requests taken."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Replier
+
+        rng = random.Random(seed)
+        with Replier(name, num_slots=num_slots, slot_size=size, serialization="raw") as rep:
+            counters[CM_ATTACHED] = 1
+            reply = b""
+            while True:
+                if rng.randrange(2):
+                    request = rep.reply_and_recv_bytes(reply, timeout=60.0)
+                else:
+                    if reply:
+                        rep.send_bytes(reply)
+                    request = rep.recv_bytes(timeout=60.0)
+                if request is None:
+                    raise AssertionError(f"no request within 60 s after {counters[CM_DONE]}")
+                seq = check_pattern(request)
+                if seq is None or len(request) != size:
+                    counters[CM_TORN] += 1
+                    reply = b"torn request"
+                    continue
+                for _ in range(rng.randrange(8)):  # a handler that works on the request a while
+                    if check_pattern(request) != seq:
+                        counters[CM_TORN] += 1
+                reply = cm_reply(seq, size)
+                counters[CM_DONE] += 1
+    _cm_victim(events, go, loop)
+
+
+def cm_victim_pusher(name: str, gen: int, size: int, num_slots: int, seed: int, counters: Any,
+                     events: Any, go: Any) -> None:
+    """Joins a work queue as one more Pusher and pushes pattern items (gen << 32) | n as fast as it
+    can, singly or in send_many_bytes batches of up to CM_BATCH. counters[CM_DONE]: items whose send
+    returned."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Pusher
+
+        rng = random.Random(seed)
+        base = gen << 32
+        with Pusher(name, num_slots=num_slots, slot_size=size, serialization="raw") as push:
+            counters[CM_ATTACHED] = 1
+            seq = 0
+            while True:
+                if rng.randrange(2):
+                    push.send_bytes(pattern_payload(base | seq, size), timeout=60.0)
+                    n = 1
+                else:
+                    n = rng.randint(2, CM_BATCH)
+                    batch = [pattern_payload(base | (seq + i), size) for i in range(n)]
+                    if push.send_many_bytes(batch, timeout=60.0) != n:
+                        raise AssertionError("send_many_bytes queued only part of a batch")
+                seq += n
+                counters[CM_DONE] = seq
+    _cm_victim(events, go, loop)
+
+
+def cm_victim_puller(name: str, size: int, path: str, seed: int, counters: Any, events: Any,
+                     go: Any) -> None:
+    """A competing Puller taking items as fast as it can, singly or in recv_many_bytes batches of up
+    to CM_BATCH, appending the sequence numbers of each call's items to ``path`` in one write(2):
+    killed, it loses at most the items of one call (taken, not yet written)."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Puller
+
+        rng = random.Random(seed)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with Puller(name, timeout_connect=10.0, serialization="raw") as pull:
+            counters[CM_ATTACHED] = 1
+            while True:
+                if rng.randrange(2):
+                    item = pull.recv_bytes(timeout=60.0)
+                    items = [] if item is None else [item]
+                else:
+                    items = pull.recv_many_bytes(rng.randint(2, CM_BATCH), timeout=60.0)
+                if not items:
+                    raise AssertionError(f"nothing to pull within 60 s after {counters[CM_DONE]}")
+                out = []
+                for item in items:
+                    seq = check_pattern(item)
+                    if seq is None or len(item) != size:
+                        counters[CM_TORN] += 1  # includes a STOP item, which no victim may take
+                        continue
+                    out.append(SEQ.pack(seq))
+                os.write(fd, b"".join(out))
+                counters[CM_DONE] += len(items)
+    _cm_victim(events, go, loop)
+
+
+def cm_publisher(name: str, size: int, num_slots: int, progress: Any, finish: Any, events: Any,
+                 linger: Any) -> None:
+    """The surviving publisher: creates a lossless channel, waits for a subscriber, then publishes
+    pattern payloads 0, 1, 2, ... (generation 0) until ``finish``, then one STOP message. progress[0]:
+    messages sent. Stays until ``linger``."""
+    def body() -> None:
+        from shmcomm import Publisher
+
+        with Publisher(name, num_slots=num_slots, slot_size=size, serialization="raw", lossless=True) as pub:
+            events.put({"kind": "ready", "who": "publisher", "pid": os.getpid()})
+            wait_until(lambda: pub.stats()["subscribers"] >= 1, 30, "a subscriber attaches")
+            seq = 0
+            while seq % 64 or not finish.is_set():
+                pub.send_bytes(pattern_payload(seq, size), block=True, timeout=60.0)
+                seq += 1
+                progress[0] = seq
+            pub.send_bytes(STOP, block=True, timeout=60.0)
+            events.put({"kind": "result", "who": "publisher", "sent": seq, "stats_sent": pub.stats()["sent"]})
+            if not linger.wait(120):
+                raise AssertionError("the parent never let us go")
+    _run(events, body)
+
+
+def cm_subscriber(name: str, size: int, progress: Any, events: Any) -> None:
+    """The surviving subscriber: receives until a STOP message, checking every payload is whole and
+    that, per generation (seq >> 32), numbers run 0, 1, 2, ... without gap or repeat."""
+    def body() -> None:
+        from shmcomm import Subscriber
+
+        with Subscriber(name, timeout_connect=10.0, serialization="raw") as sub:
+            events.put({"kind": "ready", "who": "subscriber", "pid": os.getpid()})
+            expected: Dict[int, int] = {}
+            counts: Dict[int, int] = {}
+            torn = gaps = repeats = 0
+            anomalies: List[Any] = []
+            while True:
+                payload = sub.recv_bytes(timeout=60.0)
+                if payload is None:
+                    raise AssertionError(f"no message within 60 s after {progress[0]}")
+                if payload == STOP:
+                    break
+                seq = check_pattern(payload)
+                if seq is None or len(payload) != size:
+                    torn += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("torn", len(payload), payload[:24].hex()))
+                    continue
+                gen, n = seq >> 32, seq & 0xFFFFFFFF
+                exp = expected.get(gen, 0)
+                if n != exp:
+                    if n < exp:
+                        repeats += 1
+                    else:
+                        gaps += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("gap" if n > exp else "repeat", gen, exp, n))
+                expected[gen] = max(exp, n + 1)
+                counts[gen] = counts.get(gen, 0) + 1
+                progress[0] += 1
+            stats = sub.stats()
+            events.put({"kind": "result", "who": "subscriber", "counts": counts, "expected": expected,
+                        "torn": torn, "gaps": gaps, "repeats": repeats, "anomalies": anomalies,
+                        "received": stats["received"], "dropped": stats["dropped"],
+                        "skipped": stats["skipped"]})
+    _run(events, body)
+
+
+def cm_replier(name: str, size: int, num_slots: int, progress: Any, events: Any) -> None:
+    """The surviving Replier: creates the service and answers pattern requests (rid << 32) | n with
+    cm_reply until a STOP request (answered b"BYE"). Per requester it counts the requests taken and
+    checks their numbers increase; ``consecutive`` is False for a requester if any number was
+    skipped (taken by another replier, or lost)."""
+    def body() -> None:
+        from shmcomm import Replier
+
+        with Replier(name, num_slots=num_slots, slot_size=size, serialization="raw") as rep:
+            events.put({"kind": "ready", "who": "replier", "pid": os.getpid()})
+            last: Dict[int, int] = {}
+            counts: Dict[int, int] = {}
+            skips: Dict[int, int] = {}
+            torn = repeats = 0
+            anomalies: List[Any] = []
+            reply = b""
+            while True:
+                request = rep.reply_and_recv_bytes(reply, timeout=60.0)
+                if request is None:
+                    raise AssertionError(f"no request within 60 s after {progress[0]}")
+                if request == STOP:
+                    rep.send_bytes(b"BYE")
+                    break
+                seq = check_pattern(request)
+                if seq is None or len(request) != size:
+                    torn += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("torn", len(request), request[:24].hex()))
+                    reply = b"torn request"
+                    continue
+                rid, n = seq >> 32, seq & 0xFFFFFFFF
+                prev = last.get(rid, -1)
+                if n <= prev:
+                    repeats += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("repeat", rid, prev, n))
+                elif n != prev + 1:
+                    skips[rid] = skips.get(rid, 0) + 1
+                last[rid] = max(prev, n)
+                counts[rid] = counts.get(rid, 0) + 1
+                reply = cm_reply(seq, size)
+                progress[0] += 1
+            stats = rep.stats()
+            events.put({"kind": "result", "who": "replier", "counts": counts, "last": last, "skips": skips,
+                        "torn": torn, "repeats": repeats, "anomalies": anomalies,
+                        "received": stats["received"], "sent": stats["sent"], "expired": stats["expired"]})
+    _run(events, body)
+
+
+def cm_requester(name: str, rid: int, size: int, progress: Any, finish: Any, events: Any) -> None:
+    """A surviving Requester: requests (rid << 32) | n for n = 0, 1, 2, ... until ``finish``. A
+    request that fails with SHMPeerDeadError (its Replier was killed) is sent again, up to 100 times;
+    any other error fails. Checks every reply is whole and answers that very request."""
+    def body() -> None:
+        from shmcomm import Requester, SHMPeerDeadError
+
+        with Requester(name, timeout_connect=10.0, serialization="raw") as req:
+            events.put({"kind": "ready", "who": f"requester {rid}", "pid": os.getpid()})
+            seq = retries = torn = wrong = 0
+            messages: List[str] = []
+            anomalies: List[Any] = []
+            while seq % 16 or not finish.is_set():
+                s = (rid << 32) | seq
+                payload = pattern_payload(s, size)
+                for attempt in range(101):
+                    try:
+                        reply = req.request_bytes(payload, timeout=60.0)
+                        break
+                    except SHMPeerDeadError as exc:
+                        if attempt == 100:
+                            raise
+                        retries += 1
+                        if len(messages) < 3:
+                            messages.append(str(exc))
+                if check_pattern(reply) is None or len(reply) != size:
+                    torn += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("torn", seq, len(reply), reply[:24].hex()))
+                elif reply != cm_reply(s, size):
+                    wrong += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("wrong", seq, check_pattern(reply)))
+                seq += 1
+                progress[0] = seq
+            stats = req.stats()
+            events.put({"kind": "result", "who": f"requester {rid}", "rid": rid, "answered": seq,
+                        "retries": retries, "messages": messages, "torn": torn, "wrong": wrong,
+                        "anomalies": anomalies, "sent": stats["sent"], "received": stats["received"],
+                        "expired": stats["expired"]})
+    _run(events, body)
+
+
+def cm_pusher(name: str, size: int, num_slots: int, extra: int, stops: int, progress: Any, finish: Any,
+              events: Any, linger: Any) -> None:
+    """The surviving Pusher: creates the work queue and pushes pattern items 0, 1, 2, ... (generation
+    0) until ``finish``, then ``extra`` more, then ``stops`` STOP items. progress[0]: items pushed.
+    Stays until ``linger``."""
+    def body() -> None:
+        from shmcomm import Pusher
+
+        with Pusher(name, num_slots=num_slots, slot_size=size, serialization="raw") as push:
+            events.put({"kind": "ready", "who": "pusher", "pid": os.getpid()})
+            seq = 0
+            end = None
+            while end is None or seq < end:
+                if end is None and seq % 64 == 0 and finish.is_set():
+                    end = seq + extra
+                    continue
+                push.send_bytes(pattern_payload(seq, size), timeout=60.0)
+                seq += 1
+                progress[0] = seq
+            for _ in range(stops):
+                push.send_bytes(STOP, timeout=60.0)
+            events.put({"kind": "result", "who": "pusher", "sent": seq, "stats_sent": push.stats()["sent"]})
+            if not linger.wait(120):
+                raise AssertionError("the parent never let us go")
+    _run(events, body)
+
+
+def cm_puller(name: str, index: int, size: int, progress: Any, events: Any) -> None:
+    """A surviving Puller: takes items one at a time until a STOP item, checking each is whole, and
+    counts how often it took each item per generation (a zlib-compressed byte per sequence number)."""
+    def body() -> None:
+        import zlib
+
+        from shmcomm import Puller
+
+        with Puller(name, timeout_connect=10.0, serialization="raw") as pull:
+            events.put({"kind": "ready", "who": f"puller {index}", "pid": os.getpid()})
+            seen: Dict[int, bytearray] = {}
+            torn = 0
+            anomalies: List[Any] = []
+            while True:
+                item = pull.recv_bytes(timeout=60.0)
+                if item is None:
+                    raise AssertionError(f"puller {index}: nothing within 60 s after {progress[0]} items")
+                if item == STOP:
+                    break
+                seq = check_pattern(item)
+                if seq is None or len(item) != size:
+                    torn += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("torn", len(item), item[:24].hex()))
+                    continue
+                gen, n = seq >> 32, seq & 0xFFFFFFFF
+                counts = seen.get(gen)
+                if counts is None:
+                    counts = seen[gen] = bytearray()
+                if n >= len(counts):
+                    counts.extend(bytes(max(n + 1 - len(counts), 4096)))
+                if counts[n] < 255:
+                    counts[n] += 1
+                progress[0] += 1
+            stats = pull.stats()
+            events.put({"kind": "result", "who": f"puller {index}", "index": index, "torn": torn,
+                        "anomalies": anomalies,
+                        "seen": {gen: zlib.compress(bytes(c)) for gen, c in seen.items()},
+                        "received": stats["received"], "dropped": stats["dropped"],
+                        "restored": stats["restored"]})
+    _run(events, body)
