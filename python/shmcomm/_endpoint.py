@@ -37,6 +37,8 @@ def timeout_to_ns(timeout: Optional[float], what: str = "timeout") -> int:
         raise SHMTypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
     if not timeout >= 0:  # also catches NaN
         raise SHMValueError(f"{what} must be >= 0 seconds or None (wait forever), got {timeout!r}")
+    if timeout >= 1e9:  # beyond 31 years (and inf): the same as waiting forever
+        return -1
     return int(timeout * 1e9)
 
 

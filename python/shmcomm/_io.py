@@ -51,6 +51,8 @@ def check_geometry(num_slots: Any, slot_size: Any, max_peers: Any, mode: Any) ->
     check_int(num_slots, "num_slots", 2, 1 << 24)
     check_int(slot_size, "slot_size", 1, 1 << 30)
     check_int(max_peers, "max_peers", 2, 254)
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise SHMTypeError(f"mode must be an int (0o600, 0o660 or 0o666), not {type(mode).__name__}")
     if mode not in MODES:
         raise SHMValueError(f"mode must be 0o600, 0o660 or 0o666, got {mode!r}")
 
@@ -86,9 +88,13 @@ def _follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, o
     if rc == b.ENOENT:
         b.raise_error(rc, f"no {keeper.lower()} named {name!r} after {timeout_connect} s",
                       f"start the {keeper} first or raise timeout_connect")
+    hints = {
+        b.EBADSEG: "remove a corrupt segment with python -m shmcomm clean",
+        b.EACCES: f"the channel belongs to another user: run as that user, or have the {keeper} "
+                  "created with mode=0o660 and share its group",
+    }
     if rc:
-        b.raise_error(rc, f"cannot attach to {name!r}",
-                      "remove a corrupt segment with python -m shmcomm clean" if rc == b.EBADSEG else "")
+        b.raise_error(rc, f"cannot attach to {name!r}", hints.get(rc, ""))
 
 
 def _connect_ns_of(timeout_connect: Any) -> int:
@@ -197,7 +203,9 @@ class Sender(Channel):
 
     def _send_many_payloads(self, payloads: Sequence[Any], block: bool, timeout: Optional[float]) -> int:
         try:
-            lengths = array("Q", map(len, payloads))
+            if not isinstance(payloads, (list, tuple)):
+                payloads = list(payloads)  # an iterator could be read only once
+            lengths = array("Q", (memoryview(p).nbytes for p in payloads))
             data = b"".join(payloads)
         except TypeError:
             raise SHMTypeError("send_many_bytes needs a sequence of bytes-like objects") from None
@@ -260,7 +268,7 @@ class Receiver(Channel):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = 0 if timeout == 0 else self._ns(timeout)  # validates, also when a message is ready
+        ns = self._ns(timeout)  # validates, also when a message is ready
         self._busy += 1
         n = fn(handle, 0)  # first without waiting: the common case costs one C call
         self._busy -= 1

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from . import _binding as b
 from ._io import Receiver, Sender
+from .errors import SHMTypeError
 
 ffi, lib = b.ffi, b.lib
 
@@ -60,7 +61,11 @@ class Pusher(Sender):
     def send_many(self, items: Sequence[Any], *, block: bool = True,
                   timeout: Optional[float] = None) -> int:
         """Serializes and queues a batch of items in one C call."""
-        return self._send_many_payloads([self._serialize(x) for x in items], block, timeout)
+        try:
+            payloads = [self._serialize(x) for x in items]
+        except TypeError:
+            raise SHMTypeError(f"send_many needs an iterable of items, not {type(items).__name__}") from None
+        return self._send_many_payloads(payloads, block, timeout)
 
     def _full_message(self) -> str:
         return f"work queue {self.name!r} is full: no Puller has taken the oldest item"

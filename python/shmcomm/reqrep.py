@@ -12,7 +12,8 @@ from typing import Any, Callable, Dict, List, Optional
 from . import _binding as b
 from ._endpoint import SLICE_NS
 from ._io import Receiver, as_buffer
-from .errors import SHMBufferFullError, SHMClosedError, SHMSequenceError, SHMTimeoutError
+from .errors import (SHMBufferFullError, SHMClosedError, SHMSequenceError, SHMTimeoutError,
+                     SHMTypeError)
 
 ffi, lib = b.ffi, b.lib
 
@@ -79,6 +80,8 @@ class Replier(Receiver):
         thread or a signal handler); returns how many requests were served. With ``raw=True`` the
         handler gets and returns bytes. An exception in the handler stops serving and propagates
         (the request it was handling is left to time out at its Requester)."""
+        if not callable(handler):
+            raise SHMTypeError(f"serve needs a callable handler(request) -> reply, not {type(handler).__name__}")
         served = 0
         reply: Any = b""
         while True:
@@ -104,7 +107,7 @@ class Replier(Receiver):
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = 0 if timeout == 0 else self._ns(timeout)
+        ns = self._ns(timeout)
         self._busy += 1
         n = self._reply_next(handle, buf, len(buf), 0)  # the reply, then the next request if ready
         self._busy -= 1

@@ -64,6 +64,10 @@ class SegmentInfo(str):
 def segment_info(os_name: str) -> SegmentInfo:
     """Reads the header of segment ``os_name`` (e.g. ``"shmcomm_pub_robot+2fpose"``) without
     attaching to it. Unreadable segments are reported with ``error`` set and ``stale`` True."""
+    if not isinstance(os_name, str):
+        raise SHMTypeError(f"segment_info takes the segment's OS name as a str, not {type(os_name).__name__}")
+    if "\x00" in os_name:
+        raise SHMValueError(f"{os_name!r} contains a NUL character: not a segment name")
     info = SegmentInfo(os_name)
     raw = ffi.new("shmc_segment_info_t *")
     raw.size = ffi.sizeof("shmc_segment_info_t")
@@ -109,6 +113,8 @@ def force_unlink(name: str) -> bool:
     Processes that have it mapped keep working on their mapping. True if it existed."""
     if not isinstance(name, str):
         raise SHMTypeError(f"force_unlink takes the segment's OS name as a str, not {type(name).__name__}")
+    if "\x00" in name:  # C would stop at the NUL and remove another segment
+        raise SHMValueError(f"{name!r} contains a NUL character: not a segment name")
     if not name.startswith(PREFIX):
         raise SHMValueError(f"{name!r} is not a shmcomm segment name (they start with {PREFIX!r}); "
                          "list them with shmcomm.list_segments()")
@@ -135,6 +141,8 @@ def clean(dry_run: bool = False) -> List[SegmentInfo]:
 def os_name(name: str, pattern: str = "pubsub") -> str:
     """The OS object name of channel ``name`` for ``pattern``."""
     codes = {v: k for k, v in _PATTERNS.items()}
+    if not isinstance(pattern, str):
+        raise SHMTypeError(f"pattern must be a str (one of {', '.join(codes)}), not {type(pattern).__name__}")
     if pattern not in codes:
         raise SHMValueError(f"unknown pattern {pattern!r}: one of {', '.join(codes)}")
     out = ffi.new("char[]", 256)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Callable, Tuple
 
-from .errors import SHMSerializationError
+from .errors import SHMSerializationError, SHMTypeError
 
 METHODS = ("pickle", "msgpack", "raw")
 
@@ -61,9 +61,13 @@ def deserialize(data: Any, method: str = "pickle") -> Any:
     """Turns bytes made by :func:`serialize` back into an object."""
     _, loads = codec(method)
     try:
+        size = memoryview(data).nbytes
+    except TypeError:
+        raise SHMTypeError(f"deserialize needs bytes (or a bytes-like object), not {type(data).__name__}") from None
+    try:
         return loads(data)
     except Exception as exc:
-        raise SHMSerializationError(f"cannot deserialize {len(data)} bytes with {method}: {exc}") from exc
+        raise SHMSerializationError(f"cannot deserialize {size} bytes with {method}: {exc}") from exc
 
 
 __all__ = ["serialize", "deserialize", "codec", "METHODS"]

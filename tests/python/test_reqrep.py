@@ -622,7 +622,8 @@ def test_invalid_names_are_refused(bad: str) -> None:
     ({"slot_size": 8192.0}, SHMTypeError),
     ({"slot_size": False}, SHMTypeError),
     ({"max_peers": 255}, SHMValueError),
-    ({"mode": "0o600"}, SHMValueError),
+    ({"mode": "0o600"}, SHMTypeError),  # a str, not the int 0o600
+    ({"mode": 0o644}, SHMValueError),
 ], ids=lambda v: repr(v) if isinstance(v, dict) else v.__name__)
 def test_bad_replier_geometry_is_refused(channel: str, kwargs: dict, error: type) -> None:
     with pytest.raises(error) as info:
