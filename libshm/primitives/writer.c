@@ -140,6 +140,8 @@ int shmi_writer_send_many(shmi_writer_t *w, const void *data, const uint64_t *le
             left = now < deadline ? (int64_t)(deadline - now) : 0;
         }
         int rc = shmi_writer_send(w, next, (size_t)lens[i], left);
+        /* The batch's time ran out between two messages: that is a timeout, not "asked not to wait". */
+        if (rc == SHMC_EAGAIN && timeout_ns > 0) rc = SHMC_ETIMEDOUT;
         if (rc) return rc;
         next += lens[i];
         *sent = i + 1;

@@ -213,15 +213,27 @@ class Sender(Channel):
         if count == 0:
             return 0
         lens = ffi.from_buffer("uint64_t[]", lengths)
+        dbuf = ffi.from_buffer(data)
         sent = ffi.new("size_t *")
         send_many = self._send_many
         ns = timeout_to_ns(timeout) if block else 0
-        rc = self._call_waiting(lambda h, t: send_many(h, data, lens, count, sent, t), ns)
+        done = [0, 0]  # messages and bytes sent so far, across the slices of a long wait
+
+        def send_rest(handle: Any, slice_ns: int) -> int:
+            # A slice that times out has sent some messages already: the next one goes on from
+            # there (starting over would send those again).
+            rc = send_many(handle, dbuf + done[1], lens + done[0], count - done[0], sent, slice_ns)
+            n = int(sent[0])
+            done[1] += sum(lengths[done[0]:done[0] + n])
+            done[0] += n
+            return rc
+
+        rc = self._call_waiting(send_rest, ns)
         if rc:
             try:
                 self._send_failed(rc, max(lengths), timeout)
             except SHMError as exc:
-                exc.sent = int(sent[0])  # type: ignore[attr-defined]
+                exc.sent = done[0]  # type: ignore[attr-defined]
                 raise
         return count
 

@@ -616,3 +616,31 @@ def test_unknown_serialization_lists_the_choices(channel: str, method: Any) -> N
         with pytest.raises(SHMSerializationError) as info:
             make()
         assert all(choice in str(info.value) for choice in ("pickle", "msgpack", "raw")), str(info.value)
+
+
+def test_send_many_spanning_several_wait_slices_sends_each_item_once(channel: str, monkeypatch) -> None:
+    """A batch sent into a full queue waits in slices; a slice that times out has sent part of the
+    batch, and the next slice must go on from there, not send those items again."""
+    import threading
+
+    import shmcomm._endpoint as endpoint
+
+    monkeypatch.setattr(endpoint, "SLICE_NS", 1_000_000)  # 1 ms slices: many of them time out
+    with Pusher(channel, num_slots=8, slot_size=64, serialization="raw") as push, \
+            Puller(channel, serialization="raw") as pull:
+        got: list = []
+
+        def slow_puller() -> None:
+            while len(got) < 100:
+                message = pull.recv_bytes(timeout=5.0)
+                if message is None:
+                    return
+                got.append(int.from_bytes(message, "little"))
+                threading.Event().wait(0.002)  # slower than the pusher: the queue stays full
+
+        thread = threading.Thread(target=slow_puller)
+        thread.start()
+        assert push.send_many_bytes([i.to_bytes(8, "little") for i in range(100)], timeout=30.0) == 100
+        thread.join(timeout=60)
+        assert got == list(range(100))
+        assert pull.recv_bytes(timeout=0.2) is None  # nothing sent twice
