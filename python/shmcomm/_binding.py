@@ -122,7 +122,8 @@ _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
 
 
 def strerror(code: int) -> str:
-    return ffi.string(lib.shmc_strerror(code)).decode()
+    message: str = ffi.string(lib.shmc_strerror(code)).decode()
+    return message
 
 
 def raise_error(code: int, what: str, hint: str = "") -> NoReturn:

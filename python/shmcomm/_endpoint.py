@@ -7,7 +7,7 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from . import _binding as b
 from .errors import SHMClosedError, SHMTypeError, SHMValueError
@@ -17,6 +17,7 @@ from .log import logger
 SLICE_NS = 100_000_000
 
 _live: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+_E = TypeVar("_E", bound="Endpoint")
 
 
 @atexit.register
@@ -134,7 +135,7 @@ class Endpoint:
         while not self._close_done and time.monotonic() < deadline:
             time.sleep(0.001)
 
-    def __enter__(self) -> "Endpoint":
+    def __enter__(self: _E) -> _E:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -222,7 +222,7 @@ class Sender(Channel):
         def send_rest(handle: Any, slice_ns: int) -> int:
             # A slice that times out has sent some messages already: the next one goes on from
             # there (starting over would send those again).
-            rc = send_many(handle, dbuf + done[1], lens + done[0], count - done[0], sent, slice_ns)
+            rc: int = send_many(handle, dbuf + done[1], lens + done[0], count - done[0], sent, slice_ns)
             n = int(sent[0])
             done[1] += sum(lengths[done[0]:done[0] + n])
             done[0] += n
@@ -282,7 +282,7 @@ class Receiver(Channel):
             raise self._closed_error()
         ns = self._ns(timeout)  # validates, also when a message is ready
         self._busy += 1
-        n = fn(handle, 0)  # first without waiting: the common case costs one C call
+        n: int = fn(handle, 0)  # first without waiting: the common case costs one C call
         self._busy -= 1
         if n == _EAGAIN and ns:
             n = self._call_waiting(fn, ns)
@@ -292,7 +292,8 @@ class Receiver(Channel):
             return n
         if n == _EAGAIN or n == _ETIMEDOUT:
             return None
-        return self._receive_failed(n)
+        self._receive_failed(n)
+        return None
 
     def _receive_failed(self, rc: int) -> None:
         if rc in (b.EAGAIN, b.ETIMEDOUT):

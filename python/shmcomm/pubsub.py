@@ -321,7 +321,8 @@ class Subscriber(Receiver):
         lenp = ffi.new("size_t *")
         rc = self._call_waiting(lambda h, t: lib.shmc_sub_loan(h, pointer, lenp, t), timeout_to_ns(timeout))
         if rc:
-            return self._receive_failed(rc)
+            self._receive_failed(rc)
+            return None
         self._view = MessageView(self, pointer[0], int(lenp[0]))
         return self._view
 

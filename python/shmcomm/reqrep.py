@@ -116,8 +116,10 @@ class Replier(Receiver):
         if n >= 0:
             if n > self._cap:
                 self._refresh_buffer()
-            return self._buffer[0:n]
-        return self._receive_failed(n)
+            request: bytes = self._buffer[0:n]
+            return request
+        self._receive_failed(n)
+        return None
 
     def _close_handle(self, handle: Any) -> None:
         lib.shmc_rep_close(handle)
@@ -231,7 +233,8 @@ class Requester(Receiver):
             self._failed(n, size, timeout)
         if n > self._cap:
             self._refresh_buffer()
-        return self._buffer[0:n]
+        reply: bytes = self._buffer[0:n]
+        return reply
 
     def cancel(self) -> None:
         """Gives up the pending request: its reply, if it ever comes, is discarded."""

@@ -148,7 +148,8 @@ def os_name(name: str, pattern: str = "pubsub") -> str:
     out = ffi.new("char[]", 256)
     b.check(lib.shmc_os_name(check_name(name), codes[pattern], out, 256),
             f"invalid channel name {name!r}")
-    return ffi.string(out).decode()
+    name_out: str = ffi.string(out).decode()
+    return name_out
 
 
 __all__ = ["SegmentInfo", "segment_info", "list_segments", "force_unlink", "clean", "os_name"]
