@@ -134,3 +134,68 @@ def test_demo() -> None:
         assert row[in_order] == "yes", proc.stdout
         assert row[in_order + 1] == "0", proc.stdout  # dropped
     assert not os.path.exists(os.path.join("/dev/shm", shmcomm.os_name(channel)))  # cleaned up
+
+
+def _start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "shmcomm", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+def test_pub_waits_for_a_subscriber_then_publishes(channel: str) -> None:
+    proc = _start_cli("pub", channel, "hello", "world", "--wait-for", "1", "--wait", "20")
+    try:
+        with Subscriber(channel, timeout_connect=20.0) as sub:  # attaches while pub waits for it
+            assert sub.recv(timeout=20.0) == "hello"
+            assert sub.recv(timeout=20.0) == "world"
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"pub: sent 2 message(s) on {channel!r}" in err
+
+
+def test_echo_prints_what_is_published(channel: str) -> None:
+    with Publisher(channel, lossless=True) as pub:
+        proc = _start_cli("echo", channel, "--count", "3", "--timeout", "30")
+        try:
+            assert proc.stderr is not None
+            # echo says it listens once it is attached: what is sent from then on reaches it.
+            assert "echo: listening on" in proc.stderr.readline()
+            assert pub.stats()["subscribers"] == 1
+            for message in ({"x": 1}, "text", [1, 2]):
+                pub.send(message, block=True, timeout=20.0)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["{'x': 1}", "'text'", "[1, 2]"]
+
+
+def test_pub_push_and_echo_pull_move_stdin_lines_raw(channel: str) -> None:
+    pusher = _start_cli("pub", channel, "--push", "--raw", "--wait", "30")
+    puller = None
+    try:
+        pusher.stdin.write("first line\nsecond line\n")
+        pusher.stdin.close()
+        puller = _start_cli("echo", channel, "--pull", "--raw", "--count", "2", "--timeout", "30",
+                            "--wait", "30")
+        out, err = puller.communicate(timeout=60)
+        assert puller.returncode == 0, err
+        assert out.splitlines() == ["first line", "second line"]
+        pusher.wait(timeout=60)
+        assert pusher.returncode == 0, pusher.stderr.read()
+    finally:
+        for proc in (pusher, puller):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_echo_without_a_channel_explains(channel: str) -> None:
+    proc = cli("echo", channel, "--wait", "0.2")
+    assert proc.returncode == 1
+    assert "start the Publisher first or raise timeout_connect" in proc.stderr
