@@ -27,11 +27,6 @@ struct shmc_sub {
     const void *view;
 };
 
-static uint64_t head_of(shmi_channel_t *ch)
-{
-    return atomic_load_explicit(&ch->ring.ctrl->head, memory_order_seq_cst);
-}
-
 /* ------------------------------------------------------------------ options */
 
 void shmc_pub_options_init(shmc_pub_options_t *o)
@@ -61,16 +56,10 @@ int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t *
     *out = NULL;
     shmc_pub_options_t o;
     shmc_pub_options_init(&o);
-    int rc = shmi_copy_options(&o, sizeof o, opts, sizeof(uint32_t) * 5);
-    if (rc) return rc;
-    if (o.reserved || (o.flags & ~(uint32_t)(SHMC_LOSSLESS | SHMC_SHARE_GROUP | SHMC_SHARE_ALL)))
-        return SHMC_EINVAL;
     char os_name[SHMI_OS_NAME_CAP];
-    rc = shmi_make_os_name(name, SHMC_PATTERN_PUBSUB, os_name, sizeof os_name);
-    if (rc) return rc;
-    shmi_geometry_t g = {SHMC_PATTERN_PUBSUB, o.num_slots, o.slot_size, o.max_peers,
-                         o.flags & SHMC_LOSSLESS};
-    rc = shmi_geometry_check(&g);
+    shmi_geometry_t g;
+    int rc = shmi_keeper_args(name, SHMC_PATTERN_PUBSUB, opts, &o,
+                              SHMC_LOSSLESS | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
     if (rc) return rc;
 
     shmc_pub_t *pub = calloc(1, sizeof *pub);
@@ -195,14 +184,14 @@ static void sub_set_cursor(shmc_sub_t *sub, uint64_t cursor)
 /* Joins the registry of `ch` at `start` (UINT64_MAX: from now on). */
 static int sub_join_at(shmc_sub_t *sub, shmi_channel_t *ch, uint32_t *index, uint64_t start)
 {
-    uint64_t first = start == UINT64_MAX ? head_of(ch) : start;
+    uint64_t first = start == UINT64_MAX ? shmi_channel_head(ch) : start;
     int rc = shmi_registry_join(&ch->registry, SHMI_ROLE_FOLLOWER, first, shmi_recover_claims_of, ch,
                                 index);
     if (rc) return rc;
     /* Our cursor is published: from here on every publisher that scans sees us. A publisher that
      * scanned just before may still claim one position unaware of us, so start at the head as it
      * is now (every position claimed from here on waits for us). */
-    sub->cursor = start == UINT64_MAX ? head_of(ch) : first;
+    sub->cursor = start == UINT64_MAX ? shmi_channel_head(ch) : first;
     atomic_store_explicit(&ch->registry.peers[*index].cursor, sub->cursor, memory_order_seq_cst);
     return 0;
 }
@@ -257,7 +246,7 @@ static int sub_try_recv(shmi_reader_t *r)
             sub_set_cursor(sub, pos + 1);
             continue;
         case SHMI_PEEK_OVERRUN: {
-            uint64_t head = head_of(&r->ch);
+            uint64_t head = shmi_channel_head(&r->ch);
             uint64_t oldest = head >= n ? head - n + 1 : 0;
             uint64_t next = oldest > pos ? oldest : pos + 1;
             r->dropped += next - pos;
@@ -274,7 +263,7 @@ static int sub_try_latest(shmi_reader_t *r)
 {
     shmc_sub_t *sub = (shmc_sub_t *)r;
     shmi_ring_t *ring = &r->ch.ring;
-    uint64_t head = head_of(&r->ch);
+    uint64_t head = shmi_channel_head(&r->ch);
     if (head <= sub->cursor) return sub_try_recv(r);
     uint64_t lowest = head > ring->num_slots ? head - ring->num_slots : 0;
     if (lowest < sub->cursor) lowest = sub->cursor;
@@ -304,11 +293,8 @@ int shmc_sub_open(const char *name, const shmc_sub_options_t *opts, shmc_sub_t *
     *out = NULL;
     shmc_sub_options_t o;
     shmc_sub_options_init(&o);
-    int rc = shmi_copy_options(&o, sizeof o, opts, sizeof(uint32_t) * 2);
-    if (rc) return rc;
-    if (o.spin_us > 1000000) return SHMC_EINVAL;
     char os_name[SHMI_OS_NAME_CAP];
-    rc = shmi_make_os_name(name, SHMC_PATTERN_PUBSUB, os_name, sizeof os_name);
+    int rc = shmi_follower_args(name, SHMC_PATTERN_PUBSUB, opts, &o, os_name);
     if (rc) return rc;
     shmc_sub_t *sub = calloc(1, sizeof *sub);
     if (!sub) return SHMC_ENOMEM;

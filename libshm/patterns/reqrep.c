@@ -33,7 +33,6 @@ enum { MB_IDLE = 0, MB_EXPECT = 1, MB_WRITING = 2, MB_READY = 3 };
 #define MB_NOBODY 0xFFu /* EXPECT: the request is still queued */
 #define MB_DEAD 0xFEu   /* EXPECT: the replier that took the request died */
 #define COUNTER_BITS 24             /* request ids: ticket << 24 | counter, 54 bits in all */
-#define SLOW_CHECK_NS 100000000ull  /* requester: replier liveness and restarts, every 100 ms */
 #define REQUESTER_CHECK_NS 10000000ull /* replier: a requester seen alive is trusted this long */
 #define SETTLE_LIMIT_NS 100000000ull   /* requester: longest wait for a reply being written */
 
@@ -184,14 +183,9 @@ int shmc_rep_open(const char *name, const shmc_rep_options_t *opts, shmc_rep_t *
     *out = NULL;
     shmc_rep_options_t o;
     shmc_rep_options_init(&o);
-    int rc = shmi_copy_options(&o, sizeof o, opts, sizeof(uint32_t) * 5);
-    if (rc) return rc;
-    if (o.reserved || (o.flags & ~(uint32_t)(SHMC_SHARE_GROUP | SHMC_SHARE_ALL))) return SHMC_EINVAL;
     char os_name[SHMI_OS_NAME_CAP];
-    rc = shmi_make_os_name(name, SHMC_PATTERN_REQREP, os_name, sizeof os_name);
-    if (rc) return rc;
-    shmi_geometry_t g = {SHMC_PATTERN_REQREP, o.num_slots, o.slot_size, o.max_peers, 0};
-    rc = shmi_geometry_check(&g);
+    shmi_geometry_t g;
+    int rc = shmi_keeper_args(name, SHMC_PATTERN_REQREP, opts, &o, SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
     if (rc) return rc;
     shmc_rep_t *rep = calloc(1, sizeof *rep);
     if (!rep) return SHMC_ENOMEM;
@@ -339,11 +333,8 @@ int shmc_req_open(const char *name, const shmc_req_options_t *opts, shmc_req_t *
     *out = NULL;
     shmc_req_options_t o;
     shmc_req_options_init(&o);
-    int rc = shmi_copy_options(&o, sizeof o, opts, sizeof(uint32_t) * 2);
-    if (rc) return rc;
-    if (o.spin_us > 1000000) return SHMC_EINVAL;
     char os_name[SHMI_OS_NAME_CAP];
-    rc = shmi_make_os_name(name, SHMC_PATTERN_REQREP, os_name, sizeof os_name);
+    int rc = shmi_follower_args(name, SHMC_PATTERN_REQREP, opts, &o, os_name);
     if (rc) return rc;
     shmc_req_t *req = calloc(1, sizeof *req);
     if (!req) return SHMC_ENOMEM;
@@ -385,7 +376,7 @@ static void req_check_service(shmc_req_t *req)
 {
     uint64_t now = shmi_now_ns();
     if (now < req->next_slow_check) return;
-    req->next_slow_check = now + SLOW_CHECK_NS;
+    req->next_slow_check = now + SHMI_SLOW_CHECK_NS;
     if (shmi_follow_restart(&req->w.ch, &req->w.index, req_join, req)) {
         shmi_writer_init(&req->w);
         req->reconnects++;
@@ -481,7 +472,7 @@ static int req_maintain(void *ctx)
         rc = SHMC_EPEERDEAD;
     uint64_t now = shmi_now_ns();
     if (!rc && now >= req->next_slow_check) {
-        req->next_slow_check = now + SLOW_CHECK_NS;
+        req->next_slow_check = now + SHMI_SLOW_CHECK_NS;
         if (atomic_load_explicit(&ch->header->state, memory_order_acquire) != SHMI_STATE_READY)
             rc = SHMC_ECLOSED;
         else if (shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER) == 0)
@@ -503,7 +494,7 @@ int shmc_req_recv(shmc_req_t *req, void *buf, size_t cap, size_t *len, int64_t t
     int rc = shmi_wait(&own_mailbox(req)->wait, req_try_reply, req_maintain, req, timeout_ns,
                        req->spin_ns);
     /* A requester that only polls (timeout 0) never waits, so look after it here now and then. */
-    if (rc == SHMC_EAGAIN && ++req->idle_polls % 256 == 0) {
+    if (rc == SHMC_EAGAIN && ++req->idle_polls % SHMI_IDLE_POLLS_PER_CHECK == 0) {
         int verdict = req_maintain(req);
         if (verdict) rc = verdict;
     }

@@ -34,6 +34,12 @@ typedef struct shmi_channel {
 /* Bytes per REQ/REP reply mailbox for slot_size (header and payload, cache-line aligned). */
 uint32_t shmi_mailbox_stride(uint32_t slot_size);
 
+/* The ring's next position to claim (seq_cst: the reads that follow are ordered after it). */
+static inline uint64_t shmi_channel_head(shmi_channel_t *ch)
+{
+    return atomic_load_explicit(&ch->ring.ctrl->head, memory_order_seq_cst);
+}
+
 /* Checks a geometry given by a caller (SHMC_EINVAL when out of range). */
 int shmi_geometry_check(const shmi_geometry_t *g);
 

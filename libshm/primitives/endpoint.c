@@ -2,10 +2,46 @@
 
 #include "shmcomm.h"
 
+#include <string.h>
+
 void shmi_pause_ns(int64_t ns)
 {
     _Atomic uint32_t never = 0;
     shmi_futex_wait(&never, 0, ns);
+}
+
+int shmi_copy_options(void *into, size_t into_size, const void *from, size_t min_size)
+{
+    if (!from) return 0;
+    uint32_t size;
+    memcpy(&size, from, sizeof size);
+    if (size < min_size || size > into_size) return SHMC_EINVAL;
+    memcpy(into, from, size);
+    memcpy(into, &(uint32_t){(uint32_t)into_size}, sizeof size);
+    return 0;
+}
+
+int shmi_keeper_args(const char *name, uint32_t pattern, const shmc_pub_options_t *opts,
+                     shmc_pub_options_t *o, uint32_t allowed, char *os_name, shmi_geometry_t *g)
+{
+    int rc = shmi_copy_options(o, sizeof *o, opts, sizeof(uint32_t) * 5);
+    if (rc) return rc;
+    if (o->reserved || (o->flags & ~allowed)) return SHMC_EINVAL;
+    rc = shmi_make_os_name(name, pattern, os_name, SHMI_OS_NAME_CAP);
+    if (rc) return rc;
+    shmi_geometry_t geometry = {pattern, o->num_slots, o->slot_size, o->max_peers,
+                                o->flags & SHMC_LOSSLESS};
+    *g = geometry;
+    return shmi_geometry_check(g);
+}
+
+int shmi_follower_args(const char *name, uint32_t pattern, const shmc_sub_options_t *opts,
+                       shmc_sub_options_t *o, char *os_name)
+{
+    int rc = shmi_copy_options(o, sizeof *o, opts, sizeof(uint32_t) * 2);
+    if (rc) return rc;
+    if (o->spin_us > 1000000) return SHMC_EINVAL;
+    return shmi_make_os_name(name, pattern, os_name, SHMI_OS_NAME_CAP);
 }
 
 uint32_t shmi_mode_for(uint32_t flags)

@@ -13,6 +13,21 @@
 #define SHMI_ENDPOINT_H
 
 #include "channel.h"
+#include "shmcomm.h"
+
+#define SHMI_SLOW_CHECK_NS 100000000ull /* reaping, restart and liveness checks: every 100 ms */
+#define SHMI_IDLE_POLLS_PER_CHECK 256   /* a caller that never waits looks after the channel this often */
+
+/* Copies caller options that begin with their size into *into (already holding the defaults).
+ * SHMC_EINVAL if the size is below min_size or above the struct. */
+int shmi_copy_options(void *into, size_t into_size, const void *from, size_t min_size);
+/* The arguments of a keeper's open (publisher, pusher, replier), checked once for all: options
+ * (defaults in *o, caller's on top), flags within `allowed`, the OS name and the geometry. */
+int shmi_keeper_args(const char *name, uint32_t pattern, const shmc_pub_options_t *opts,
+                     shmc_pub_options_t *o, uint32_t allowed, char *os_name, shmi_geometry_t *g);
+/* The same for a follower's open (subscriber, puller, requester). */
+int shmi_follower_args(const char *name, uint32_t pattern, const shmc_sub_options_t *opts,
+                       shmc_sub_options_t *o, char *os_name);
 
 /* Joins the registry of `ch` for a follower: sets *index. 0 or an error. */
 typedef int (*shmi_join_fn)(void *ctx, shmi_channel_t *ch, uint32_t *index);

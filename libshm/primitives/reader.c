@@ -5,9 +5,7 @@
 
 #include <stdlib.h>
 
-#define SLOW_CHECK_NS 100000000ull /* restart checks and reaping: at most every 100 ms */
 #define READER_MOVED 1             /* maintain followed a restart: wait again on the new channel */
-#define IDLE_POLLS_PER_CHECK 256   /* a caller that never waits looks after the channel this often */
 
 int shmi_reader_setup(shmi_reader_t *r, uint32_t role, int64_t spin_ns, shmi_read_fn read_once,
                       shmi_join_fn rejoin)
@@ -39,7 +37,7 @@ static int maintain(void *ctx)
     shmi_recover_if_dead(&r->ch, r->blocker);
     uint64_t now = shmi_now_ns();
     if (now >= r->next_slow_check) {
-        r->next_slow_check = now + SLOW_CHECK_NS;
+        r->next_slow_check = now + SHMI_SLOW_CHECK_NS;
         /* Keepers reap the dead; so do competing readers, whose dead peers may hold a message that
          * only the reap gives back when no writer is waiting behind it. */
         if (r->role == SHMI_ROLE_KEEPER || r->ch.ring.competing)
@@ -76,7 +74,7 @@ int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns)
     if (rc == SHMC_EAGAIN && timeout_ns != 0) rc = SHMC_ETIMEDOUT; /* the time ran out on a move */
     if (rc == SHMC_EAGAIN || rc == SHMC_ETIMEDOUT) {
         /* A reader that only polls still follows restarts and recovers dead claims. */
-        if (++r->idle_polls % IDLE_POLLS_PER_CHECK == 0) maintain(r);
+        if (++r->idle_polls % SHMI_IDLE_POLLS_PER_CHECK == 0) maintain(r);
         if (timeout_ns == 0) rc = SHMC_EAGAIN;
     }
     return rc;

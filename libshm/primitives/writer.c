@@ -5,25 +5,7 @@
 
 #include <string.h>
 
-#define SLOW_CHECK_NS 100000000ull /* reaping: at most every 100 ms */
-#define IDLE_POLLS_PER_CHECK 256   /* a caller that never waits looks after the channel this often */
 #define WRITER_SPIN_NS 20000       /* a writer spins this long for room before sleeping */
-
-int shmi_copy_options(void *into, size_t into_size, const void *from, size_t min_size)
-{
-    if (!from) return 0;
-    uint32_t size;
-    memcpy(&size, from, sizeof size);
-    if (size < min_size || size > into_size) return SHMC_EINVAL;
-    memcpy(into, from, size);
-    memcpy(into, &(uint32_t){(uint32_t)into_size}, sizeof size);
-    return 0;
-}
-
-static uint64_t head_of(shmi_channel_t *ch)
-{
-    return atomic_load_explicit(&ch->ring.ctrl->head, memory_order_seq_cst);
-}
 
 void shmi_writer_init(shmi_writer_t *w)
 {
@@ -61,7 +43,7 @@ static int try_claim(void *ctx)
     shmi_channel_t *ch = &w->ch;
     uint64_t limit = UINT64_MAX;
     if (w->lossless) {
-        uint64_t head = head_of(ch);
+        uint64_t head = shmi_channel_head(ch);
         /* Rescan when the cached bound would stop us, when no subscriber was seen (one may have
          * joined since: a joining subscriber's cursor is never below a cached minimum), and on every
          * attempt while waiting for room. */
@@ -88,7 +70,7 @@ static int maintain(void *ctx)
     shmi_recover_if_dead(ch, w->blocker);
     uint64_t now = shmi_now_ns();
     if (now >= w->next_slow_check) {
-        w->next_slow_check = now + SLOW_CHECK_NS;
+        w->next_slow_check = now + SHMI_SLOW_CHECK_NS;
         if (shmi_registry_reap(&ch->registry, shmi_recover_claims_of, ch))
             w->cached_min = UINT64_MAX; /* a reaped subscriber no longer holds us back */
     }
@@ -101,7 +83,7 @@ int shmi_writer_claim(shmi_writer_t *w, int64_t timeout_ns)
     w->room_at = 0; /* each call takes any room first; hysteresis only once it has to wait */
     int rc = shmi_wait(&w->ch.ring.ctrl->space, try_claim, maintain, w, timeout_ns, WRITER_SPIN_NS);
     /* A writer that never waits must still recover the dead claims and peers that hold it back. */
-    if (rc == SHMC_EAGAIN && timeout_ns == 0 && ++w->idle_polls % IDLE_POLLS_PER_CHECK == 0)
+    if (rc == SHMC_EAGAIN && timeout_ns == 0 && ++w->idle_polls % SHMI_IDLE_POLLS_PER_CHECK == 0)
         maintain(w);
     return rc;
 }
@@ -161,7 +143,7 @@ void shmi_channel_stats(shmi_channel_t *ch, shmc_stats_t *s)
     s->num_slots = ch->geometry.num_slots;
     s->slot_size = ch->geometry.slot_size;
     s->flags = ch->geometry.flags;
-    s->head = head_of(ch);
+    s->head = shmi_channel_head(ch);
     s->tail = atomic_load_explicit(&ch->ring.ctrl->tail, memory_order_acquire);
     s->publishers = shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER);
     s->subscribers = shmi_registry_count(&ch->registry, SHMI_ROLE_FOLLOWER);

@@ -54,8 +54,5 @@ void shmi_writer_leave(shmi_writer_t *w);
 uint64_t shmi_room_batch(const shmi_channel_t *ch);
 /* The channel-wide part of every endpoint's statistics. */
 void shmi_channel_stats(shmi_channel_t *ch, shmc_stats_t *s);
-/* Copies caller options that begin with their size into *into (already holding the defaults).
- * SHMC_EINVAL if the size is below min_size or above the struct. */
-int shmi_copy_options(void *into, size_t into_size, const void *from, size_t min_size);
 
 #endif
