@@ -17,8 +17,7 @@ struct shmc_push {
 };
 
 struct shmc_pull {
-    shmi_reader_t r; /* first: read_once casts the reader back to the puller */
-    uint64_t restored;
+    shmi_reader_t r;
 };
 
 void shmc_push_options_init(shmc_push_options_t *o)
@@ -97,26 +96,6 @@ static int pull_join(void *ctx, shmi_channel_t *ch, uint32_t *index)
                               ch, index);
 }
 
-/* One attempt to take a message: copy it out, then free its slot. */
-static int pull_take(shmi_reader_t *r)
-{
-    shmc_pull_t *pull = (shmc_pull_t *)r;
-    shmi_ring_t *ring = &r->ch.ring;
-    shmi_take_t t;
-    int rc = shmi_ring_take(ring, r->index, r->cap, &t);
-    r->dropped += t.abandoned;
-    r->blocker = t.blocker;
-    r->len = t.len;
-    if (rc) return rc;
-    /* The slot is ours (READING): no writer touches it until we release it, so a plain copy. */
-    if (t.len) memcpy(r->buf, shmi_ring_payload(ring, t.pos), t.len);
-    if (!shmi_ring_release(ring, t.pos, r->index)) return SHMC_EAGAIN; /* recovered: not ours */
-    r->received++;
-    pull->restored += (uint64_t)t.restored;
-    atomic_store_explicit(&r->ch.registry.peers[r->index].count, r->received, memory_order_relaxed);
-    return 0;
-}
-
 int shmc_pull_open(const char *name, const shmc_pull_options_t *opts, shmc_pull_t **out)
 {
     if (!out) return SHMC_EINVAL;
@@ -131,7 +110,7 @@ int shmc_pull_open(const char *name, const shmc_pull_options_t *opts, shmc_pull_
     rc = shmi_follower_open(&pull->r.ch, os_name, SHMC_PATTERN_PIPELINE, o.connect_timeout_ns,
                             pull_join, pull, &pull->r.index);
     if (rc == 0) {
-        rc = shmi_reader_setup(&pull->r, SHMI_ROLE_FOLLOWER, (int64_t)o.spin_us * 1000, pull_take,
+        rc = shmi_reader_setup(&pull->r, SHMI_ROLE_FOLLOWER, (int64_t)o.spin_us * 1000, shmi_reader_take,
                                pull_join);
         if (rc) shmi_reader_close(&pull->r);
     }
@@ -179,7 +158,7 @@ int shmc_pull_stats(shmc_pull_t *pull, shmc_stats_t *s)
     s->received = pull->r.received;
     s->dropped = pull->r.dropped;
     s->reconnects = pull->r.reconnects;
-    s->restored = pull->restored;
+    s->restored = pull->r.restored;
     return 0;
 }
 

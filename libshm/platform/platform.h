@@ -47,6 +47,12 @@ uint64_t shmi_process_start_time(int32_t pid); /* 0 if unknown */
 int shmi_process_alive(int32_t pid, uint64_t start_time); /* 1 alive, 0 dead */
 
 uint64_t shmi_random64(void);
+
+/* A thread of this process running fn(arg) (the PAIR heartbeat). NULL if it could not be started. */
+typedef struct shmi_thread shmi_thread_t;
+shmi_thread_t *shmi_thread_start(void (*fn)(void *), void *arg);
+/* Waits for the thread to return and frees it; NULL does nothing. */
+void shmi_thread_join(shmi_thread_t *t);
 void shmi_cpu_relax(void);
 
 /* The OS error behind the last failure of this thread (errno / GetLastError). */

@@ -9,9 +9,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -274,3 +276,36 @@ void shmi_cpu_relax(void)
 }
 
 #endif /* !_WIN32 */
+
+struct shmi_thread {
+    pthread_t id;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *thread_main(void *t)
+{
+    struct shmi_thread *self = t;
+    self->fn(self->arg);
+    return NULL;
+}
+
+shmi_thread_t *shmi_thread_start(void (*fn)(void *), void *arg)
+{
+    shmi_thread_t *t = malloc(sizeof *t);
+    if (!t) return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    if (pthread_create(&t->id, NULL, thread_main, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void shmi_thread_join(shmi_thread_t *t)
+{
+    if (!t) return;
+    pthread_join(t->id, NULL);
+    free(t);
+}

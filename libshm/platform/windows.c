@@ -7,6 +7,7 @@
 #include "shmcomm.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <windows.h>
 
 static _Thread_local int last_os_error;
@@ -156,3 +157,38 @@ uint64_t shmi_random64(void)
 void shmi_cpu_relax(void) { YieldProcessor(); }
 
 #endif /* _WIN32 */
+
+struct shmi_thread {
+    HANDLE handle;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static DWORD WINAPI thread_main(LPVOID t)
+{
+    struct shmi_thread *self = t;
+    self->fn(self->arg);
+    return 0;
+}
+
+shmi_thread_t *shmi_thread_start(void (*fn)(void *), void *arg)
+{
+    shmi_thread_t *t = malloc(sizeof *t);
+    if (!t) return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->handle = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+    if (!t->handle) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void shmi_thread_join(shmi_thread_t *t)
+{
+    if (!t) return;
+    WaitForSingleObject(t->handle, INFINITE);
+    CloseHandle(t->handle);
+    free(t);
+}

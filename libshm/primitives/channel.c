@@ -14,7 +14,7 @@ static uint32_t stride_for(uint32_t slot_size)
 }
 
 typedef struct offsets {
-    uint64_t registry, ring, slots, mailboxes, total;
+    uint64_t registry, ring, slots, mailboxes, extra, total;
 } offsets_t;
 
 uint32_t shmi_mailbox_stride(uint32_t slot_size)
@@ -35,6 +35,11 @@ static offsets_t offsets_for(const shmi_geometry_t *g)
         o.mailboxes = o.total;
         o.total += (uint64_t)g->max_peers * shmi_mailbox_stride(g->slot_size);
     }
+    o.extra = 0;
+    if (g->extra_bytes) { /* the pattern's own region, last (STREAM) */
+        o.extra = o.total;
+        o.total += g->extra_bytes;
+    }
     return o;
 }
 
@@ -43,9 +48,21 @@ int shmi_geometry_check(const shmi_geometry_t *g)
     if (g->num_slots < 2 || g->num_slots > SHMI_MAX_SLOTS) return SHMC_EINVAL;
     if (g->slot_size < 1 || g->slot_size > SHMI_MAX_SLOT_SIZE) return SHMC_EINVAL;
     if (g->max_peers < 2 || g->max_peers > SHMI_MAX_PEERS) return SHMC_EINVAL;
+    if (g->extra_bytes > SHMI_MAX_EXTRA_BYTES || g->extra_bytes % SHMI_CACHE_LINE) return SHMC_EINVAL;
     offsets_t o = offsets_for(g);
     if (o.total > SHMI_MAX_SEGMENT_BYTES || o.total > (uint64_t)SIZE_MAX) return SHMC_EINVAL;
     return 0;
+}
+
+/* Broadcast rings (every reader has a private cursor) for PUB/SUB and STREAM; every other pattern's
+ * ring is a queue whose readers compete for each message. */
+static int ring_is_competing(uint32_t pattern)
+{
+    switch (pattern) {
+    case SHMC_PATTERN_PUBSUB:
+    case SHMC_PATTERN_STREAM: return 0;
+    default: return 1;
+    }
 }
 
 static void bind_views(shmi_channel_t *ch)
@@ -57,8 +74,9 @@ static void bind_views(shmi_channel_t *ch)
     ch->registry.max_peers = ch->geometry.max_peers;
     shmi_ring_init(&ch->ring, base + o.ring, base + o.slots, ch->geometry.num_slots,
                    ch->geometry.slot_size, stride_for(ch->geometry.slot_size),
-                   ch->geometry.pattern != SHMC_PATTERN_PUBSUB);
+                   ring_is_competing(ch->geometry.pattern));
     ch->mailboxes = o.mailboxes ? base + o.mailboxes : NULL;
+    ch->extra = o.extra ? base + o.extra : NULL;
 }
 
 int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *channel_name,
@@ -90,6 +108,8 @@ int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *cha
     h->ring_offset = o.ring;
     h->slots_offset = o.slots;
     h->mailbox_offset = o.mailboxes;
+    h->extra_offset = o.extra;
+    h->extra_bytes = g->extra_bytes;
     snprintf(h->channel, sizeof h->channel, "%s", channel_name);
     for (uint32_t i = 0; i < g->max_peers; i++)
         atomic_store_explicit(&ch->registry.peers[i].cursor, UINT64_MAX, memory_order_relaxed);
@@ -109,14 +129,17 @@ int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern
     if (h->layout_version != SHMC_LAYOUT_VERSION) return SHMC_EVERSION;
     /* The pattern is part of the OS name: a header that disagrees with it is corrupt. */
     if (pattern && h->pattern != pattern) return SHMC_EBADSEG;
-    shmi_geometry_t g = {h->pattern, h->num_slots, h->slot_size, h->max_peers, h->flags};
+    shmi_geometry_t g = {h->pattern, h->num_slots, h->slot_size, h->max_peers, h->flags, h->extra_bytes};
     if (!shmi_pattern_prefix(g.pattern)) return SHMC_EBADSEG;
     if (shmi_geometry_check(&g)) return SHMC_EBADSEG;
     offsets_t o = offsets_for(&g);
     if (h->segment_bytes != o.total || o.total > mapped) return SHMC_EBADSEG;
     if (h->slot_stride != stride_for(g.slot_size) || h->registry_offset != o.registry ||
-        h->ring_offset != o.ring || h->slots_offset != o.slots || h->mailbox_offset != o.mailboxes)
+        h->ring_offset != o.ring || h->slots_offset != o.slots || h->mailbox_offset != o.mailboxes ||
+        h->extra_offset != o.extra)
         return SHMC_EBADSEG;
+    /* Only STREAM has a region of its own (stream.c validates what is inside). */
+    if ((g.pattern == SHMC_PATTERN_STREAM) != (g.extra_bytes != 0)) return SHMC_EBADSEG;
     *out = g;
     return 0;
 }

@@ -18,6 +18,7 @@ typedef struct shmi_geometry {
     uint32_t slot_size;
     uint32_t max_peers;
     uint32_t flags;
+    uint64_t extra_bytes; /* the pattern's own region after the ring (STREAM), a multiple of 64; 0 if none */
 } shmi_geometry_t;
 
 typedef struct shmi_channel {
@@ -28,6 +29,7 @@ typedef struct shmi_channel {
     shmi_geometry_t geometry; /* validated copy: never re-read from the segment */
     uint64_t session_id;
     unsigned char *mailboxes; /* REQ/REP: max_peers mailboxes of shmi_mailbox_stride bytes; else NULL */
+    unsigned char *extra;     /* the pattern's own region (geometry.extra_bytes), else NULL */
     char os_name[SHMI_OS_NAME_CAP];
 } shmi_channel_t;
 

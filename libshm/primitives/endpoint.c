@@ -30,7 +30,7 @@ int shmi_keeper_args(const char *name, uint32_t pattern, const shmc_pub_options_
     rc = shmi_make_os_name(name, pattern, os_name, SHMI_OS_NAME_CAP);
     if (rc) return rc;
     shmi_geometry_t geometry = {pattern, o->num_slots, o->slot_size, o->max_peers,
-                                o->flags & SHMC_LOSSLESS};
+                                o->flags & SHMC_LOSSLESS, 0};
     *g = geometry;
     return shmi_geometry_check(g);
 }
@@ -72,10 +72,18 @@ void shmi_recover_if_dead(shmi_channel_t *ch, uint64_t word)
     shmi_registry_reap_one(&ch->registry, owner, shmi_recover_claims_of, ch);
 }
 
-static int join_as_keeper(shmi_channel_t *ch, uint32_t *index)
+/* Joins as a keeper at any free entry, or at entry `place` when it is not SHMI_ANY_PLACE. */
+static int join_as_keeper(shmi_channel_t *ch, uint32_t place, uint32_t *index)
 {
-    int rc = shmi_registry_join(&ch->registry, SHMI_ROLE_KEEPER, UINT64_MAX, shmi_recover_claims_of,
+    int rc;
+    if (place == SHMI_ANY_PLACE) {
+        rc = shmi_registry_join(&ch->registry, SHMI_ROLE_KEEPER, UINT64_MAX, shmi_recover_claims_of,
                                 ch, index);
+    } else {
+        rc = shmi_registry_join_at(&ch->registry, place, SHMI_ROLE_KEEPER, UINT64_MAX,
+                                   shmi_recover_claims_of, ch);
+        *index = place;
+    }
     if (rc) return rc;
     /* The last keeper may have closed the channel while we joined: then start over. */
     if (atomic_load_explicit(&ch->header->state, memory_order_seq_cst) != SHMI_STATE_READY) {
@@ -87,7 +95,7 @@ static int join_as_keeper(shmi_channel_t *ch, uint32_t *index)
 
 /* One attempt to create or join the channel: 0 once joined, SHMC_EAGAIN to try again. */
 static int keeper_try_open(shmi_channel_t *ch, const char *os_name, const char *name,
-                           const shmi_geometry_t *g, uint32_t mode, uint32_t *index)
+                           const shmi_geometry_t *g, uint32_t mode, uint32_t place, uint32_t *index)
 {
     int rc = shmi_channel_create(ch, os_name, name, g, mode);
     if (rc == SHMC_EEXIST) {
@@ -105,22 +113,30 @@ static int keeper_try_open(shmi_channel_t *ch, const char *os_name, const char *
             return SHMC_EAGAIN;
         }
         if (rc) return rc;
-        if (shmi_channel_is_stale(ch, SHMI_ROLE_KEEPER)) {
+        const shmi_geometry_t *have = &ch->geometry;
+        const int same = have->num_slots == g->num_slots && have->slot_size == g->slot_size &&
+                         have->flags == g->flags && have->max_peers == g->max_peers;
+        /* A channel with fixed places (PAIR) whose keeper died is adopted, not replaced, while it is
+         * open and has the same geometry: its reader goes on reading the same queue, so nothing the
+         * dead keeper wrote can be skipped, however fast keepers die and restart (a replacement is
+         * only found by name, and a reader that has not moved yet would miss a generation that was
+         * itself replaced meanwhile). The join at the place reaps the dead keeper first. */
+        const int adopt = place != SHMI_ANY_PLACE && same &&
+                          atomic_load_explicit(&ch->header->state, memory_order_acquire) == SHMI_STATE_READY;
+        if (!adopt && shmi_channel_is_stale(ch, SHMI_ROLE_KEEPER)) {
             /* Every keeper is dead, or the channel is closing: replace it with a new generation. */
             shmi_channel_claim_replacement(ch, SHMI_ROLE_KEEPER);
             shmi_channel_detach(ch);
             return SHMC_EAGAIN;
         }
-        const shmi_geometry_t *have = &ch->geometry;
-        if (have->num_slots != g->num_slots || have->slot_size != g->slot_size ||
-            have->flags != g->flags || have->max_peers != g->max_peers) {
+        if (!same) {
             shmi_channel_detach(ch);
             return SHMC_EMISMATCH;
         }
     } else if (rc) {
         return rc;
     }
-    rc = join_as_keeper(ch, index);
+    rc = join_as_keeper(ch, place, index);
     if (rc) shmi_channel_detach(ch);
     return rc;
 }
@@ -128,10 +144,16 @@ static int keeper_try_open(shmi_channel_t *ch, const char *os_name, const char *
 int shmi_keeper_open(shmi_channel_t *ch, const char *os_name, const char *name,
                      const shmi_geometry_t *g, uint32_t mode, uint32_t *index)
 {
+    return shmi_keeper_open_at(ch, os_name, name, g, mode, SHMI_ANY_PLACE, index);
+}
+
+int shmi_keeper_open_at(shmi_channel_t *ch, const char *os_name, const char *name,
+                        const shmi_geometry_t *g, uint32_t mode, uint32_t place, uint32_t *index)
+{
     /* Retry while another process is creating, closing or replacing the channel; 5 s at most. */
     uint64_t deadline = shmi_now_ns() + 5000000000ull;
     int rc;
-    while ((rc = keeper_try_open(ch, os_name, name, g, mode, index)) == SHMC_EAGAIN &&
+    while ((rc = keeper_try_open(ch, os_name, name, g, mode, place, index)) == SHMC_EAGAIN &&
            shmi_now_ns() < deadline)
         shmi_pause_ns(1000000);
     return rc == SHMC_EAGAIN ? SHMC_ETIMEDOUT : rc;

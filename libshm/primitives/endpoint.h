@@ -40,6 +40,12 @@ uint32_t shmi_mode_for(uint32_t flags);
 int shmi_keeper_open(shmi_channel_t *ch, const char *os_name, const char *name,
                      const shmi_geometry_t *g, uint32_t mode, uint32_t *index);
 
+/* The same, joining at registry entry `place` only (SHMI_ANY_PLACE: any free entry); SHMC_EPEERS
+ * when a live keeper holds it (PAIR: one writer per direction). */
+#define SHMI_ANY_PLACE UINT32_MAX
+int shmi_keeper_open_at(shmi_channel_t *ch, const char *os_name, const char *name,
+                        const shmi_geometry_t *g, uint32_t mode, uint32_t place, uint32_t *index);
+
 /* Attaches to channel os_name and joins it with `join`, waiting up to timeout_ns for a keeper
  * to create it (SHMC_ENOENT when none did). */
 int shmi_follower_open(shmi_channel_t *ch, const char *os_name, uint32_t pattern, int64_t timeout_ns,

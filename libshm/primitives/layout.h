@@ -8,6 +8,7 @@
  *                           [seq u64][len u32][route u32][tag u64][reserved u64][payload]
  *   mailbox_offset        REQ/REP only: max_peers reply mailboxes of mailbox_stride bytes:
  *                           [word u64][len u32][pad] (a line), [wait word] (a line), [payload]
+ *   extra_offset          STREAM only: extra_bytes of the pattern's own region (libshm/patterns/stream.c)
  *
  * Every field has a fixed width and explicit padding, so 32- and 64-bit processes agree. Every value
  * read from a segment is validated (segment.c) before it is used as a size, an offset or an index.
@@ -29,6 +30,7 @@
 #define SHMI_MAX_SLOT_SIZE (1u << 30)
 #define SHMI_MAX_PEERS 254u /* peer indices 0..253 fit the 8-bit owner field of a slot word */
 #define SHMI_MAX_SEGMENT_BYTES (1ull << 40)
+#define SHMI_MAX_EXTRA_BYTES (1ull << 34) /* a pattern's own region: at most 16 GiB */
 
 enum shmi_state { SHMI_STATE_READY = 1, SHMI_STATE_CLOSED = 2, SHMI_STATE_REPLACED = 3 };
 
@@ -51,7 +53,10 @@ typedef struct shmi_header {
     uint64_t ring_offset;
     uint64_t slots_offset;
     uint64_t mailbox_offset; /* REQ/REP: the reply mailboxes; 0 for other patterns */
-    uint8_t pad1[32];
+    uint64_t extra_offset;   /* a pattern's own region after the ring (STREAM: schema, metadata,
+                                readers' pins and control rings, see stream.c); 0 if none */
+    uint64_t extra_bytes;    /* its size, a multiple of 64; 0 if none */
+    uint8_t pad1[16];
     /* line 2: lifecycle */
     _Atomic uint32_t state; /* enum shmi_state */
     uint32_t pad2a;

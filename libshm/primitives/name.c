@@ -14,6 +14,9 @@ const char *shmi_pattern_prefix(uint32_t pattern)
     case SHMC_PATTERN_PUBSUB: return "pub";
     case SHMC_PATTERN_REQREP: return "req";
     case SHMC_PATTERN_PIPELINE: return "push";
+    case SHMC_PATTERN_PAIR_M2S: return "m2s";
+    case SHMC_PATTERN_PAIR_S2M: return "s2m";
+    case SHMC_PATTERN_STREAM: return "stream";
     default: return NULL;
     }
 }

@@ -4,6 +4,7 @@
 #include "shmcomm.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define READER_MOVED 1             /* maintain followed a restart: wait again on the new channel */
 
@@ -56,6 +57,24 @@ static int try_read(void *ctx)
 {
     shmi_reader_t *r = ctx;
     return r->read_once(r);
+}
+
+int shmi_reader_take(shmi_reader_t *r)
+{
+    shmi_ring_t *ring = &r->ch.ring;
+    shmi_take_t t;
+    int rc = shmi_ring_take(ring, r->index, r->cap, &t);
+    r->dropped += t.abandoned;
+    r->blocker = t.blocker;
+    r->len = t.len;
+    if (rc) return rc;
+    /* The slot is ours (READING): no writer touches it until we release it, so a plain copy. */
+    if (t.len) memcpy(r->buf, shmi_ring_payload(ring, t.pos), t.len);
+    if (!shmi_ring_release(ring, t.pos, r->index)) return SHMC_EAGAIN; /* recovered: not ours */
+    r->received++;
+    r->restored += (uint64_t)t.restored;
+    atomic_store_explicit(&r->ch.registry.peers[r->index].count, r->received, memory_order_relaxed);
+    return 0;
 }
 
 int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns)

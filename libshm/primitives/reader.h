@@ -29,6 +29,7 @@ struct shmi_reader {
     int pinned;            /* a loan is out: do not move to another generation */
     uint32_t idle_polls;
     uint64_t received, dropped, reconnects;
+    uint64_t restored;     /* competing readers: messages taken over from a reader that died */
     uint64_t blocker;      /* slot word of a writer's claim on our next message, 0 if none */
     uint64_t next_slow_check;
     unsigned char *own_buf; /* the buffer of shmi_reader_next */
@@ -42,6 +43,9 @@ struct shmi_reader {
 /* Allocates the own buffer (slot_size); call once the channel is joined. */
 int shmi_reader_setup(shmi_reader_t *r, uint32_t role, int64_t spin_ns, shmi_read_fn read_once,
                       shmi_join_fn rejoin);
+/* The read_once of a competing reader (work queues, PAIR): takes the next message, copies it out,
+ * then frees its slot; a message given back by a dead reader counts in r->restored. */
+int shmi_reader_take(shmi_reader_t *r);
 /* Waits up to timeout_ns for read_once to succeed. */
 int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns);
 /* read_once into buf[cap], waiting up to timeout_ns; *len gets the size (also on SHMC_ETRUNC). */

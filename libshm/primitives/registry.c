@@ -64,32 +64,57 @@ uint32_t shmi_registry_reap(shmi_registry_t *r, shmi_reap_fn on_reap, void *ctx)
     return reaped;
 }
 
+/* Claims entry i for `me` if it is free: one CAS names us, the fields follow. 1 if claimed. */
+static int claim(shmi_registry_t *r, uint32_t i, uint64_t me, uint64_t start_time, uint64_t cursor)
+{
+    shmi_peer_t *p = &r->peers[i];
+    uint64_t expected = 0;
+    if (atomic_load_explicit(&p->owner, memory_order_relaxed) != 0) return 0;
+    if (!atomic_compare_exchange_strong_explicit(&p->owner, &expected, me, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return 0;
+    /* A reader that sees the owner before the start time treats 0 as "unknown" and checks the pid
+     * alone. */
+    atomic_store_explicit(&p->start_time, start_time, memory_order_release);
+    atomic_store_explicit(&p->cursor, cursor, memory_order_seq_cst);
+    atomic_store_explicit(&p->count, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->dropped, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->heartbeat_ns, shmi_now_ns(), memory_order_relaxed);
+    return 1;
+}
+
+static uint64_t own_owner_word(uint32_t role)
+{
+    return ((uint64_t)(uint32_t)shmi_pid() << 32) | role;
+}
+
 int shmi_registry_join(shmi_registry_t *r, uint32_t role, uint64_t cursor, shmi_reap_fn on_reap,
                        void *ctx, uint32_t *index)
 {
-    const uint64_t me = ((uint64_t)(uint32_t)shmi_pid() << 32) | role;
+    const uint64_t me = own_owner_word(role);
     const uint64_t start_time = own_start_time();
     for (int pass = 0; pass < 2; pass++) {
         for (uint32_t i = 0; i < r->max_peers; i++) {
-            shmi_peer_t *p = &r->peers[i];
-            uint64_t expected = 0;
-            if (atomic_load_explicit(&p->owner, memory_order_relaxed) != 0) continue;
-            if (!atomic_compare_exchange_strong_explicit(&p->owner, &expected, me,
-                                                         memory_order_seq_cst, memory_order_relaxed))
-                continue;
-            /* The CAS claims the entry and names us in one step; the fields follow. A reader that sees the owner before the
-             * start time treats 0 as "unknown" and checks the pid alone. */
-            atomic_store_explicit(&p->start_time, start_time, memory_order_release);
-            atomic_store_explicit(&p->cursor, cursor, memory_order_seq_cst);
-            atomic_store_explicit(&p->count, 0, memory_order_relaxed);
-            atomic_store_explicit(&p->dropped, 0, memory_order_relaxed);
-            atomic_store_explicit(&p->heartbeat_ns, shmi_now_ns(), memory_order_relaxed);
-            *index = i;
-            return 0;
+            if (claim(r, i, me, start_time, cursor)) {
+                *index = i;
+                return 0;
+            }
         }
         if (pass == 0 && shmi_registry_reap(r, on_reap, ctx) == 0) break;
     }
     return SHMC_EPEERS;
+}
+
+int shmi_registry_join_at(shmi_registry_t *r, uint32_t index, uint32_t role, uint64_t cursor,
+                          shmi_reap_fn on_reap, void *ctx)
+{
+    if (index >= r->max_peers) return SHMC_EINVAL;
+    const uint64_t me = own_owner_word(role);
+    const uint64_t start_time = own_start_time();
+    if (claim(r, index, me, start_time, cursor)) return 0;
+    /* Held: by a dead process (reap it, then claim), or by a live one (the place is taken). */
+    try_reap(r, index, on_reap, ctx, 0);
+    return claim(r, index, me, start_time, cursor) ? 0 : SHMC_EPEERS;
 }
 
 void shmi_registry_leave(shmi_registry_t *r, uint32_t index)

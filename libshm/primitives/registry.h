@@ -27,6 +27,10 @@ typedef void (*shmi_reap_fn)(void *ctx, uint32_t index);
  * SHMC_EPEERS if every entry belongs to a live process. */
 int shmi_registry_join(shmi_registry_t *r, uint32_t role, uint64_t cursor, shmi_reap_fn on_reap,
                        void *ctx, uint32_t *index);
+/* Claims entry `index` itself (a pattern with fixed places, e.g. PAIR: 0 the queue's writer, 1 its
+ * reader), reaping it first if its process is dead. SHMC_EPEERS if a live process holds it. */
+int shmi_registry_join_at(shmi_registry_t *r, uint32_t index, uint32_t role, uint64_t cursor,
+                          shmi_reap_fn on_reap, void *ctx);
 void shmi_registry_leave(shmi_registry_t *r, uint32_t index);
 /* The role of entry `index` if it is held by a live process, else 0. */
 uint32_t shmi_registry_live_role(shmi_registry_t *r, uint32_t index);

@@ -9,7 +9,8 @@
 
 void shmi_writer_init(shmi_writer_t *w)
 {
-    w->lossless = w->ch.geometry.pattern == SHMC_PATTERN_PUBSUB &&
+    w->lossless = (w->ch.geometry.pattern == SHMC_PATTERN_PUBSUB ||
+                   w->ch.geometry.pattern == SHMC_PATTERN_STREAM) &&
                   (w->ch.geometry.flags & SHMC_LOSSLESS) != 0;
     w->cached_min = UINT64_MAX;
     w->room_at = 0;
@@ -90,9 +91,11 @@ int shmi_writer_claim(shmi_writer_t *w, int64_t timeout_ns)
 
 void shmi_writer_publish(shmi_writer_t *w, uint64_t pos, uint32_t len)
 {
-    shmi_ring_publish(&w->ch.ring, pos, len);
+    /* The count first: the publish is a release, so a reader that gets this message also sees a
+     * count that includes it. */
     w->sent++;
     atomic_store_explicit(&w->ch.registry.peers[w->index].count, w->sent, memory_order_relaxed);
+    shmi_ring_publish(&w->ch.ring, pos, len);
     if ((w->sent & 1023) == 0) shmi_registry_heartbeat(&w->ch.registry, w->index);
 }
 

@@ -1,7 +1,7 @@
 """shmcomm: shared-memory inter-process communication for one machine.
 
-PUB/SUB (:class:`Publisher`, :class:`Subscriber`), REQ/REP (:class:`Requester`, :class:`Replier`)
-and PUSH/PULL (:class:`Pusher`, :class:`Puller`) with microsecond latency between processes, in
+PUB/SUB (:class:`Publisher`, :class:`Subscriber`), REQ/REP (:class:`Requester`, :class:`Replier`),
+PUSH/PULL (:class:`Pusher`, :class:`Puller`) and PAIR (:class:`Pair`) with microsecond latency between processes, in
 Python and C. See the README and docs/ for the guide.
 """
 
@@ -26,11 +26,17 @@ from .errors import (
     SHMTypeError,
     SHMValueError,
 )
+from .errors import (SHMChecksumError, SHMFrameReleasedError, SHMMetadataWrittenError, SHMReaderDeadError,
+                     SHMSchemaError, SHMStreamClosedError, SHMWriterDeadError)
 from .log import logger
+from .pair import DisconnectBehavior, Pair, PairRole
 from .pipeline import Puller, Pusher
 from .pubsub import MessageView, Publisher, PublisherLoan, Subscriber
 from .reqrep import Replier, Requester
-from .segments import SegmentInfo, clean, force_unlink, list_segments, os_name, segment_info
+from .stream import (ControlMessage, Field, Frame, FrameLoan, StreamReader, StreamWriter,
+                     describe_stream, format_stream)
+from .segments import (PeerInfo, SegmentInfo, clean, force_unlink, list_segments, os_name, segment_info,
+                       segment_peers)
 
 __version__ = "0.1.0"
 
@@ -48,6 +54,17 @@ __all__ = [
     "Replier",
     "Pusher",
     "Puller",
+    "Pair",
+    "PairRole",
+    "DisconnectBehavior",
+    "StreamWriter",
+    "StreamReader",
+    "Frame",
+    "FrameLoan",
+    "Field",
+    "ControlMessage",
+    "describe_stream",
+    "format_stream",
     "PublisherLoan",
     "MessageView",
     "force_unlink",
@@ -56,6 +73,8 @@ __all__ = [
     "clean",
     "os_name",
     "SegmentInfo",
+    "segment_peers",
+    "PeerInfo",
     "serialize",
     "logger",
     "library_version",

@@ -100,6 +100,12 @@ ESTALE = lib.SHMC_ESTALE
 EPEERDEAD = lib.SHMC_EPEERDEAD
 EEXPIRED = lib.SHMC_EEXPIRED
 ESEQUENCE = lib.SHMC_ESEQUENCE
+ESCHEMA = lib.SHMC_ESCHEMA
+EWRITERDEAD = lib.SHMC_EWRITERDEAD
+EREADERDEAD = lib.SHMC_EREADERDEAD
+EBUSY = lib.SHMC_EBUSY
+ECHECKSUM = lib.SHMC_ECHECKSUM
+EWRITTEN = lib.SHMC_EWRITTEN
 
 _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
     EINVAL: _e.SHMValueError,
@@ -118,6 +124,12 @@ _EXCEPTION_FOR: Dict[int, Type[_e.SHMError]] = {
     ESTALE: _e.SHMStaleViewError,
     EPEERDEAD: _e.SHMPeerDeadError,
     ESEQUENCE: _e.SHMSequenceError,
+    ESCHEMA: _e.SHMSchemaError,
+    EWRITERDEAD: _e.SHMWriterDeadError,
+    EREADERDEAD: _e.SHMReaderDeadError,
+    EBUSY: _e.SHMConnectionError,
+    ECHECKSUM: _e.SHMChecksumError,
+    EWRITTEN: _e.SHMMetadataWrittenError,
 }
 
 

@@ -66,8 +66,9 @@ def _keeper_open_failed(rc: int, what: str, role: str) -> None:
         b.ENOSPC: "free /dev/shm (python -m shmcomm clean) or enlarge it (Docker: --shm-size=1g)",
         b.EACCES: "the channel belongs to another user: run as that user, or have it created "
                   "with mode=0o660 and share a group",
-        b.EBADSEG: "the name holds a corrupt or foreign segment whose creator is alive: stop it, or "
-                   "remove the segment with shmcomm.force_unlink() / python -m shmcomm clean",
+        b.EBADSEG: "the name holds a corrupt or foreign segment that cannot be replaced while its "
+                   "creator may be alive: stop the program that made it, or remove the segment with "
+                   "shmcomm.force_unlink(os_name) (python -m shmcomm ls shows it)",
         b.EVERSION: "a live process of another shmcomm version owns the channel: use the same "
                     "shmcomm version in every process",
         b.EPEERS: "too many processes use this channel: raise max_peers",
@@ -89,7 +90,9 @@ def _follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, o
         b.raise_error(rc, f"no {keeper.lower()} named {name!r} after {timeout_connect} s",
                       f"start the {keeper} first or raise timeout_connect")
     hints = {
-        b.EBADSEG: "remove a corrupt segment with python -m shmcomm clean",
+        b.EBADSEG: "stop the program that made it, or remove it with shmcomm.force_unlink(os_name) "
+                   "(python -m shmcomm ls shows it)",
+        b.EPEERS: f"too many processes are attached: create the {keeper} with a larger max_peers",
         b.EACCES: f"the channel belongs to another user: run as that user, or have the {keeper} "
                   "created with mode=0o660 and share its group",
     }
@@ -100,7 +103,8 @@ def _follower_open(open_fn: Callable[[bytes, Any, Any], int], raw_name: bytes, o
 def _connect_ns_of(timeout_connect: Any) -> int:
     connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
     if connect_ns < 0:
-        raise SHMValueError("timeout_connect must be a number of seconds >= 0")
+        raise SHMValueError(f"timeout_connect must be a number of seconds >= 0, got {timeout_connect!r} "
+                            "(opening cannot wait forever: pass a large number instead)")
     return connect_ns
 
 

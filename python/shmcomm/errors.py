@@ -69,6 +69,35 @@ class SHMSequenceError(SHMError, RuntimeError):
     request sent."""
 
 
+class SHMSchemaError(SHMConnectionError):
+    """STREAM: the stream's schema (field names, dtypes, shapes) is not the one the reader expects."""
+
+
+class SHMWriterDeadError(SHMPeerDeadError):
+    """STREAM: the stream's writer died (every frame it committed was read first). A restarted
+    writer is picked up by the next read."""
+
+
+class SHMReaderDeadError(SHMPeerDeadError):
+    """STREAM: a reader of the stream died (reported once to the writer; the next write proceeds)."""
+
+
+class SHMChecksumError(SHMError):
+    """STREAM: a frame's checksum does not match its data: the shared memory was corrupted."""
+
+
+class SHMMetadataWrittenError(SHMError, RuntimeError):
+    """STREAM: the stream's metadata was already written; it is write-once."""
+
+
+class SHMFrameReleasedError(SHMClosedError):
+    """STREAM: a frame (or loan) was used after release; its memory belongs to the stream again."""
+
+
+class SHMStreamClosedError(SHMClosedError, EOFError):
+    """STREAM: the writer closed the stream (end of stream). A new writer is picked up by the next read."""
+
+
 __all__ = [
     "SHMError",
     "SHMValueError",
@@ -85,4 +114,11 @@ __all__ = [
     "SHMStaleViewError",
     "SHMPeerDeadError",
     "SHMSequenceError",
+    "SHMSchemaError",
+    "SHMWriterDeadError",
+    "SHMReaderDeadError",
+    "SHMChecksumError",
+    "SHMMetadataWrittenError",
+    "SHMFrameReleasedError",
+    "SHMStreamClosedError",
 ]

@@ -17,7 +17,8 @@ ffi, lib = b.ffi, b.lib
 SHM_DIR = "/dev/shm"
 PREFIX = "shmcomm_"
 _PATTERNS = {lib.SHMC_PATTERN_PUBSUB: "pubsub", lib.SHMC_PATTERN_REQREP: "reqrep",
-             lib.SHMC_PATTERN_PIPELINE: "pipeline"}
+             lib.SHMC_PATTERN_PIPELINE: "pipeline", lib.SHMC_PATTERN_PAIR_M2S: "pair-m2s",
+             lib.SHMC_PATTERN_PAIR_S2M: "pair-s2m", lib.SHMC_PATTERN_STREAM: "stream"}
 _STATES = {1: "ready", 2: "closed", 3: "replaced"}
 
 
@@ -35,11 +36,13 @@ def _age_seconds(os_name: str) -> float:
 
 class SegmentInfo(str):
     """The OS name of a segment (a ``str``, as in shm-comm's API), with what its header says as
-    attributes: ``pattern`` ("pubsub", "reqrep" or "pipeline"), ``channel``, ``stale``,
+    attributes: ``pattern`` ("pubsub", "reqrep", "pipeline", "pair-m2s", "pair-s2m", "stream"),
+    ``channel``, ``stale``,
     ``creator_pid``, ``creator_alive``, ``publishers`` and ``subscribers`` (the live keepers and
     followers: publishers/subscribers, repliers/requesters, pushers/pullers), ``num_slots``,
-    ``slot_size``, ``size_bytes``, ``head`` (messages ever sent), ``error`` (why the header could not
-    be read, else None)."""
+    ``slot_size``, ``size_bytes``, ``head`` (messages ever sent), ``flags`` (``SHMC_LOSSLESS``, ...),
+    ``layout_version``, ``session_id`` (new for each creation), ``state`` ("ready", "closed",
+    "replaced"), ``error`` (why the header could not be read, else None)."""
 
     pattern: str
     channel: str
@@ -52,12 +55,16 @@ class SegmentInfo(str):
     slot_size: int
     size_bytes: int
     head: int
+    flags: int
+    layout_version: int
+    session_id: int
     state: str
     error: Optional[str]
 
     def as_dict(self) -> Dict[str, Any]:
         keys = ("pattern", "channel", "stale", "creator_pid", "creator_alive", "publishers",
-                "subscribers", "num_slots", "slot_size", "size_bytes", "head", "state", "error")
+                "subscribers", "num_slots", "slot_size", "size_bytes", "head", "flags",
+                "layout_version", "session_id", "state", "error")
         return {"os_name": str(self), **{k: getattr(self, k) for k in keys}}
 
 
@@ -85,6 +92,9 @@ def segment_info(os_name: str) -> SegmentInfo:
     info.slot_size = int(raw.slot_size)
     info.size_bytes = int(raw.segment_bytes)
     info.head = int(raw.head)
+    info.flags = int(raw.flags)
+    info.layout_version = int(raw.layout_version)
+    info.session_id = int(raw.session_id)
     info.state = _STATES.get(int(raw.state), "unknown")
     # Unreadable (corrupt, or a creator that died mid-creation) counts as stale, except when the
     # OS denied access: another user's live channel is not ours to judge.
@@ -95,6 +105,77 @@ def segment_info(os_name: str) -> SegmentInfo:
         # creator a few seconds; another user's segment (EACCES) is never ours to judge.
         info.stale = rc != b.EACCES and _age_seconds(os_name) > _CREATION_GRACE_S
     return info
+
+
+# What the registry's two roles are called in each pattern (keepers keep a channel alive).
+_ROLE_NAMES = {"pubsub": ("publisher", "subscriber"), "reqrep": ("replier", "requester"),
+               "pipeline": ("pusher", "puller"), "pair-m2s": ("master", "slave"),
+               "pair-s2m": ("slave", "master"), "stream": ("writer", "reader")}
+_NO_CURSOR = 2**64 - 1
+_UNCOUNTED = {("pubsub", False), ("reqrep", True)}  # (pattern, is keeper): count not in the segment
+
+
+class PeerInfo:
+    """One process registered in a channel (a snapshot, read without locking): ``pid``, ``role``
+    ("publisher", "subscriber", "replier", "requester", "pusher", "puller", "master", "slave",
+    "writer", "reader"), ``alive``, ``heartbeat_age`` (seconds since it last showed activity: sending,
+    or waiting in a receive), ``cursor`` (subscribers: the next position they read, else None),
+    ``lag`` (subscribers: messages published that they have not read yet), ``overrun`` (the part
+    of the lag already overwritten: they will count it as dropped), ``count`` (messages sent by
+    publishers, pushers and requesters, taken by pullers; None where the pattern does not record
+    it), ``dropped`` and ``index`` (its registry entry)."""
+
+    __slots__ = ("index", "pid", "role", "alive", "heartbeat_age", "cursor", "lag", "overrun",
+                 "count", "dropped")
+
+    def __init__(self, index: int, pid: int, role: str, alive: bool, heartbeat_age: float,
+                 cursor: Optional[int], lag: Optional[int], overrun: Optional[int],
+                 count: Optional[int], dropped: int) -> None:
+        self.index, self.pid, self.role, self.alive = index, pid, role, alive
+        self.heartbeat_age, self.cursor, self.lag, self.overrun = heartbeat_age, cursor, lag, overrun
+        self.count, self.dropped = count, dropped
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return (f"<PeerInfo {self.role} pid={self.pid} {'alive' if self.alive else 'dead'} "
+                f"heartbeat_age={self.heartbeat_age:.3f}s lag={self.lag}>")
+
+
+def segment_peers(os_name: str, info: Optional[SegmentInfo] = None) -> List[PeerInfo]:
+    """The processes registered in segment ``os_name`` (live ones, and dead ones not reaped yet),
+    read without attaching. ``info`` (from :func:`segment_info`) gives the pattern, head and ring
+    size the roles and lags are computed from; read now if not given. Raises
+    ``SHMConnectionError`` if the segment cannot be read (missing, foreign, another user's)."""
+    if info is None:
+        info = segment_info(os_name)  # also checks the name's type and NULs
+    keeper, follower = _ROLE_NAMES.get(info.pattern, ("keeper", "follower"))
+    out = ffi.new("shmc_peer_info_t[]", lib.SHMC_MAX_PEERS)
+    out[0].size = ffi.sizeof("shmc_peer_info_t")
+    count = ffi.new("size_t *")
+    b.check(lib.shmc_segment_peers(os_name.encode("utf-8", "surrogateescape"), out,
+                                   lib.SHMC_MAX_PEERS, count),
+            f"cannot read the peers of segment {os_name!r}",
+            "list the channels with `python -m shmcomm ls`")
+    broadcast = info.pattern == "pubsub"
+    lossless = bool(info.flags & lib.SHMC_LOSSLESS) if info.error is None else False
+    peers = []
+    for e in out[0:min(int(count[0]), lib.SHMC_MAX_PEERS)]:
+        is_keeper = e.role == lib.SHMC_ROLE_KEEPER
+        cursor: Optional[int] = int(e.cursor)
+        if is_keeper or not broadcast or cursor == _NO_CURSOR:
+            cursor = None
+        lag = overrun = None
+        if cursor is not None:
+            lag = max(0, info.head - cursor)
+            overrun = 0 if lossless else max(0, lag - info.num_slots)
+        # Subscribers and repliers keep their counts in their own process (stats()), not in the segment.
+        counted = (info.pattern, is_keeper) not in _UNCOUNTED
+        peers.append(PeerInfo(int(e.index), int(e.pid), keeper if is_keeper else follower,
+                              bool(e.alive), int(e.heartbeat_age_ns) / 1e9, cursor, lag, overrun,
+                              int(e.count) if counted else None, int(e.dropped)))
+    return peers
 
 
 def list_segments() -> List[SegmentInfo]:
@@ -152,4 +233,5 @@ def os_name(name: str, pattern: str = "pubsub") -> str:
     return name_out
 
 
-__all__ = ["SegmentInfo", "segment_info", "list_segments", "force_unlink", "clean", "os_name"]
+__all__ = ["SegmentInfo", "PeerInfo", "segment_info", "segment_peers", "list_segments", "force_unlink",
+           "clean", "os_name"]

@@ -642,7 +642,7 @@ static void test_corrupt_header(void)
 {
     chan_name_t c = channel("corrupt");
     shmi_channel_t ch;
-    shmi_geometry_t g = {SHMC_PATTERN_PUBSUB, 8, 64, 4, 0};
+    shmi_geometry_t g = {SHMC_PATTERN_PUBSUB, 8, 64, 4, 0, 0};
     CHECK_OK(shmi_channel_create(&ch, c.os_name, c.name, &g, 0600));
     shmi_header_t *h = ch.header;
     shmi_header_t saved;

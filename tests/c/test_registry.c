@@ -24,7 +24,7 @@ static shmi_registry_t *reg;
 static void open_channel(uint32_t max_peers)
 {
     char os_name[SHMI_OS_NAME_CAP];
-    shmi_geometry_t g = {SHMC_PATTERN_PUBSUB, 4, 64, max_peers, 0};
+    shmi_geometry_t g = {SHMC_PATTERN_PUBSUB, 4, 64, max_peers, 0, 0};
     CHECK_OK(shmi_make_os_name(unique_name("registry"), SHMC_PATTERN_PUBSUB, os_name, sizeof os_name));
     CHECK_OK(shmi_channel_create(&ch, os_name, "registry", &g, 0600));
     CHECK_OK(shmi_seg_unlink(os_name));

@@ -64,6 +64,7 @@ $REPO/libshm/primitives/reader.c
 $REPO/libshm/patterns/pubsub.c
 $REPO/libshm/patterns/pipeline.c
 $REPO/libshm/patterns/reqrep.c
+$REPO/libshm/patterns/stream.c
 $REPO/libshm/platform/posix.c"
 
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE -DSHMC_BUILDING

@@ -5,7 +5,8 @@
  *
  * Two targets, built from this one file by tests/fuzz/build.sh:
  *
- *  fuzz_segment (default)  A real keeper (publisher, pusher or replier) creates a small channel; the
+ *  fuzz_segment (default)  A real keeper (publisher, pusher, replier or stream writer) creates a small
+ *      channel; the
  *      input then drives a sequence of operations: followers attach, messages are sent, and patches
  *      overwrite any bytes of the live segment (header, registry entries, ring control words, slot
  *      words, lengths, REQ/REP mailbox words) between receives of every kind, stats, liveness checks
@@ -27,6 +28,7 @@
 #include "primitives/channel.h"
 #include "primitives/reader.h"
 #include "primitives/ring.h"
+#include "primitives/stream_layout.h"
 #include "primitives/writer.h"
 #include "shmcomm.h"
 
@@ -41,7 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOWEST_CODE SHMC_ESEQUENCE /* the most negative SHMC_E* code */
+#define LOWEST_CODE SHMC_EWRITTEN /* the most negative SHMC_E* code the targets can meet */
 #define SELF_PID_MARKER 0x5E1F5E1Fu /* fuzz_raw: an aligned u32 with this value becomes our pid */
 #define DEAD_PID 0x3FFFFFF0        /* above any pid_max: never alive */
 
@@ -322,12 +324,136 @@ static void pull_receive(shmc_pull_t *pull, int op, size_t cap)
     }
 }
 
+/* ------------------------------------------------------------------ STREAM, shared by both targets */
+
+/* The schema of the fuzzed streams: two small fields, one with a non-multiple-of-64 size. */
+static void stream_schema(shmc_stream_field_t f[2], uint32_t size) __attribute__((unused));
+static void stream_schema(shmc_stream_field_t f[2], uint32_t size)
+{
+    memset(f, 0, 2 * sizeof f[0]);
+    snprintf(f[0].name, sizeof f[0].name, "img");
+    f[0].dtype = SHMC_DTYPE_U8;
+    f[0].ndim = 2;
+    f[0].shape[0] = 1 + size % 8;
+    f[0].shape[1] = 3;
+    snprintf(f[1].name, sizeof f[1].name, "pose");
+    f[1].dtype = SHMC_DTYPE_F32;
+    f[1].ndim = 1;
+    f[1].shape[0] = 2;
+}
+
+/* A frame handed out by a reader: every field inside the reader's own mapping, sizes within the
+ * capacities; every byte is touched. */
+static void check_stream_frame(shmc_stream_reader_t *r, const shmc_stream_frame_t *f)
+{
+    const shmi_channel_t *ch = (const shmi_channel_t *)r; /* the channel is the reader's first member */
+    const unsigned char *base = ch->seg.base;
+    shmc_stream_field_t fields[SHMC_STREAM_MAX_FIELDS];
+    uint32_t n = 0;
+    CHECK_RC(shmc_stream_reader_schema(r, fields, SHMC_STREAM_MAX_FIELDS, &n));
+    REQUIRE(f->nfields == n && n >= 1 && n <= SHMC_STREAM_MAX_FIELDS, "frame nfields", f->nfields);
+    const unsigned char *lo = ch->ring.slots;
+    const unsigned char *hi = lo + ch->ring.num_slots * ch->ring.slot_stride;
+    REQUIRE(lo >= base && hi <= base + ch->seg.size, "ring outside the mapping", hi - base);
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = f->field_data[i];
+        REQUIRE(f->field_nbytes[i] <= fields[i].capacity, "field larger than its capacity", f->field_nbytes[i]);
+        REQUIRE(p >= lo && p + f->field_nbytes[i] <= hi, "field outside the ring", p - base);
+        volatile unsigned sum = 0;
+        for (uint64_t b = 0; b < f->field_nbytes[i]; b++) sum += p[b];
+        (void)sum;
+    }
+}
+
+/* One reader operation, chosen by `op`. */
+static void stream_reader_op(shmc_stream_reader_t *r, int op, int *held)
+{
+    shmc_stream_frame_t f;
+    memset(&f, 0, sizeof f);
+    f.size = sizeof f;
+    const void *data;
+    size_t len;
+    switch (op % 8) {
+    case 0:
+    case 1: {
+        int rc = op % 8 ? shmc_stream_reader_acquire_latest(r, &f, 0) : shmc_stream_reader_acquire(r, &f, 0);
+        CHECK_RC(rc);
+        if (*held) REQUIRE(rc == SHMC_EINVAL || rc == SHMC_ECLOSED, "acquire while holding", rc);
+        if (rc == 0) {
+            check_stream_frame(r, &f);
+            *held = 1;
+        }
+        break;
+    }
+    case 2: {
+        int rc = shmc_stream_reader_release(r);
+        CHECK_RC(rc);
+        *held = 0;
+        break;
+    }
+    case 3: {
+        int rc = shmc_stream_reader_metadata(r, &data, &len);
+        CHECK_RC(rc);
+        if (rc == 0) {
+            volatile unsigned sum = 0;
+            for (size_t i = 0; i < len; i++) sum += ((const unsigned char *)data)[i];
+            (void)sum;
+        }
+        break;
+    }
+    case 4: {
+        unsigned char msg[200];
+        memset(msg, op, sizeof msg);
+        CHECK_RC(shmc_stream_reader_send_control(r, (uint32_t)op, msg, (size_t)(op * 7) % sizeof msg));
+        break;
+    }
+    case 5: {
+        shmc_stream_stats_t s;
+        s.size = sizeof s;
+        CHECK_RC(shmc_stream_reader_stats(r, &s));
+        int alive = shmc_stream_reader_writer_alive(r);
+        REQUIRE(alive == 0 || alive == 1, "writer_alive", alive);
+        break;
+    }
+    case 6: {
+        int rc = shmc_stream_reader_follow(r);
+        REQUIRE(rc == 0 || rc == 1 || (rc < 0 && rc >= LOWEST_CODE), "follow", rc);
+        if (rc == 1) *held = 0;
+        break;
+    }
+    default: {
+        shmc_stream_field_t fields[SHMC_STREAM_MAX_FIELDS];
+        uint32_t n = 0;
+        CHECK_RC(shmc_stream_reader_schema(r, fields, SHMC_STREAM_MAX_FIELDS, &n));
+        break;
+    }
+    }
+}
+
+static void check_stream_inspect(const char *name)
+{
+    shmc_stream_info_t info;
+    info.size = sizeof info;
+    shmc_stream_field_t fields[SHMC_STREAM_MAX_FIELDS];
+    shmc_stream_reader_info_t readers[8];
+    uint32_t nreaders = 0;
+    unsigned char meta[64];
+    int rc = shmc_stream_inspect(name, &info, fields, SHMC_STREAM_MAX_FIELDS, readers, 8, &nreaders, meta,
+                                 sizeof meta);
+    CHECK_RC(rc);
+    if (rc == 0) {
+        REQUIRE(info.nfields >= 1 && info.nfields <= SHMC_STREAM_MAX_FIELDS, "inspect nfields", info.nfields);
+        for (uint32_t i = 0; i < info.nfields; i++)
+            REQUIRE(memchr(fields[i].name, 0, sizeof fields[i].name) != NULL, "field name unterminated", i);
+    }
+}
+
 /* ------------------------------------------------------------------ fuzz_segment: patched live segments */
 #ifndef FUZZ_RAW
 
 #define MAX_FOLLOWERS 2
 
-enum { PAT_PUB, PAT_PUB_LOSSLESS, PAT_PIPELINE, PAT_REQREP };
+enum { PAT_PUB, PAT_PUB_LOSSLESS, PAT_PIPELINE, PAT_REQREP, PAT_STREAM, PAT_STREAM_LOSSLESS, PAT_KINDS };
 
 typedef struct world {
     int kind;
@@ -341,6 +467,10 @@ typedef struct world {
     int sub_loaned[MAX_FOLLOWERS];
     shmc_pull_t *pull[MAX_FOLLOWERS];
     shmc_req_t *req[MAX_FOLLOWERS];
+    shmc_stream_writer_t *sw;
+    int sw_loaned;
+    shmc_stream_reader_t *sr[MAX_FOLLOWERS];
+    int sr_held[MAX_FOLLOWERS];
     /* our own mapping of the segment, for the patches */
     unsigned char *map;
     size_t map_size;
@@ -372,6 +502,17 @@ static void world_open_follower(world_t *w, unsigned k)
         if (w->pull[k]) return;
         rc = shmc_pull_open(w->name, &o, &w->pull[k]);
         break;
+    case SHMC_PATTERN_STREAM: {
+        if (w->sr[k]) return;
+        shmc_stream_reader_options_t so;
+        shmc_stream_reader_options_init(&so);
+        so.connect_timeout_ns = 0;
+        so.spin_us = 0;
+        so.flags = k ? SHMC_STREAM_MANUAL_FOLLOW : 0;
+        rc = shmc_stream_reader_open(w->name, NULL, 0, &so, &w->sr[k]);
+        w->sr_held[k] = 0;
+        break;
+    }
     default:
         if (w->req[k]) return;
         rc = shmc_req_open(w->name, &o, &w->req[k]);
@@ -385,6 +526,9 @@ static void world_close_follower(world_t *w, unsigned k)
     CHECK_RC(shmc_sub_close(w->sub[k]));
     CHECK_RC(shmc_pull_close(w->pull[k]));
     CHECK_RC(shmc_req_close(w->req[k]));
+    CHECK_RC(shmc_stream_reader_close(w->sr[k]));
+    w->sr[k] = NULL;
+    w->sr_held[k] = 0;
     w->sub[k] = NULL;
     w->pull[k] = NULL;
     w->req[k] = NULL;
@@ -403,6 +547,12 @@ static void region(world_t *w, uint8_t which, uint8_t index, uint64_t *start, ui
     case 3: *start = h->slots_offset + (uint64_t)(index % h->num_slots) * h->slot_stride;
             *size = h->slot_stride; return;
     case 4:
+        if (h->extra_offset) { /* STREAM: a 256-byte window of the stream region */
+            uint64_t at = (uint64_t)index * 64 % h->extra_bytes;
+            *start = h->extra_offset + at;
+            *size = h->extra_bytes - at < 256 ? h->extra_bytes - at : 256;
+            return;
+        }
         if (h->mailbox_offset) {
             *start = h->mailbox_offset + (uint64_t)(index % h->max_peers) * w->mailbox_stride;
             *size = w->mailbox_stride;
@@ -476,6 +626,47 @@ static void keeper_send(world_t *w, size_t len, uint8_t fill)
     int rc = 0;
     if (w->pub) rc = shmc_pub_send(w->pub, data, len, 0);
     else if (w->push) rc = shmc_push_send(w->push, data, len, 0);
+    else if (w->sw) {
+        /* fill picks the call: one-copy write (field sizes from len, one too large: EMSGSIZE), loan +
+         * commit, loan + cancel, or the write-once metadata. */
+        shmc_stream_field_t f[2];
+        uint32_t n = 0;
+        CHECK_RC(shmc_stream_writer_schema(w->sw, f, 2, &n));
+        uint64_t lens[2] = {len % (f[0].capacity + 2), len % (f[1].capacity + 1)};
+        const void *fields[2] = {data, data};
+        unsigned char big[16];
+        memset(big, fill, sizeof big);
+        if (lens[0] > len || lens[1] > len) lens[0] = lens[1] = 0;
+        switch (fill % 5) {
+        case 0: rc = shmc_stream_writer_write(w->sw, fields, lens, fill, 0); break;
+        case 1:
+        case 2: {
+            shmc_stream_frame_t fr;
+            memset(&fr, 0, sizeof fr);
+            fr.size = sizeof fr;
+            if (!w->sw_loaned) {
+                rc = shmc_stream_writer_loan(w->sw, &fr, 0);
+                if (rc == 0) {
+                    memset(fr.field_data[0], fill, fr.field_nbytes[0]);
+                    w->sw_loaned = 1;
+                }
+            } else if (fill % 5 == 1) {
+                rc = shmc_stream_writer_commit(w->sw, 0, (fill & 8) ? lens : NULL);
+                if (rc == 0) w->sw_loaned = 0;
+            } else {
+                rc = shmc_stream_writer_cancel(w->sw);
+                w->sw_loaned = 0;
+            }
+            break;
+        }
+        case 3: rc = shmc_stream_writer_set_metadata(w->sw, big, len % sizeof big); break;
+        default: {
+            uint32_t reaped = 0;
+            rc = shmc_stream_writer_reap(w->sw, (fill & 1) ? 1 : 0, &reaped);
+            break;
+        }
+        }
+    }
     CHECK_RC(rc);
     free(data);
 }
@@ -488,6 +679,15 @@ static void keeper_stats(world_t *w)
     if (w->pub) check_stats(shmc_pub_stats(w->pub, &s), &s);
     if (w->push) check_stats(shmc_push_stats(w->push, &s), &s);
     if (w->rep) check_stats(shmc_rep_stats(w->rep, &s), &s);
+    if (w->sw) {
+        shmc_stream_stats_t ss;
+        ss.size = sizeof ss;
+        CHECK_RC(shmc_stream_writer_stats(w->sw, &ss));
+        shmc_stream_reader_info_t readers[8];
+        uint32_t count = 0;
+        CHECK_RC(shmc_stream_writer_readers(w->sw, readers, 8, &count));
+        check_stream_inspect(w->name);
+    }
 }
 
 static void follower_stats_alive(world_t *w, unsigned k)
@@ -517,6 +717,18 @@ static void world_receive(world_t *w, unsigned k, uint8_t op, size_t cap, int by
 {
     if (w->sub[k]) sub_receive(w->sub[k], op, cap, &w->sub_loaned[k]);
     if (w->pull[k]) pull_receive(w->pull[k], op, cap);
+    if (w->sr[k] && !by_keeper) stream_reader_op(w->sr[k], op, &w->sr_held[k]);
+    if (w->sw && by_keeper) { /* the writer's side: control messages */
+        uint32_t id, type;
+        int32_t pid;
+        size_t len = 0;
+        void *b = alloc_exact(cap);
+        int rc = shmc_stream_writer_poll_control(w->sw, &id, &pid, &type, b, cap, &len);
+        CHECK_RC(rc);
+        if (rc == 0) REQUIRE(len <= cap, "control message larger than the buffer", len);
+        if (rc == SHMC_ETRUNC) REQUIRE(len > cap, "ETRUNC for a message that fits", len);
+        free(b);
+    }
     if (w->rep && by_keeper) {
         size_t len = 0;
         const void *buf;
@@ -584,6 +796,21 @@ static void world_poll(world_t *w, unsigned k, int by_keeper)
             if (w->pub) rc = shmc_pub_send(w->pub, small, 1, 0);
             else if (w->push) rc = shmc_push_send(w->push, small, 1, 0);
             else if (w->rep) rc = shmc_rep_recv(w->rep, NULL, 0, &len, 0);
+            else if (w->sw && !w->sw_loaned) {
+                const void *none[2] = {small, small};
+                uint64_t zero[2] = {0, 0};
+                rc = shmc_stream_writer_write(w->sw, none, zero, 0, 0);
+            }
+        } else if (w->sr[k] && !w->sr_held[k]) {
+            shmc_stream_frame_t f;
+            memset(&f, 0, sizeof f);
+            f.size = sizeof f;
+            rc = shmc_stream_reader_acquire(w->sr[k], &f, 0);
+            if (rc == 0) {
+                check_stream_frame(w->sr[k], &f);
+                CHECK_RC(shmc_stream_reader_release(w->sr[k]));
+            }
+            len = 0;
         } else if (w->sub[k] && !w->sub_loaned[k]) {
             rc = shmc_sub_recv(w->sub[k], NULL, 0, &len, 0);
         } else if (w->pull[k]) {
@@ -603,9 +830,10 @@ enum { OP_PATCH, OP_OPEN, OP_CLOSE, OP_SEND, OP_RECV, OP_KEEPER_RECV, OP_POLL, O
 static int world_create(world_t *w, const uint8_t *cfg)
 {
     memset(w, 0, sizeof *w);
-    w->kind = cfg[0] % 4;
+    w->kind = cfg[0] % PAT_KINDS;
     w->pattern = w->kind == PAT_PIPELINE ? SHMC_PATTERN_PIPELINE
-                 : w->kind == PAT_REQREP ? SHMC_PATTERN_REQREP : SHMC_PATTERN_PUBSUB;
+                 : w->kind == PAT_REQREP ? SHMC_PATTERN_REQREP
+                 : w->kind >= PAT_STREAM ? SHMC_PATTERN_STREAM : SHMC_PATTERN_PUBSUB;
     make_names("fuzz", w->pattern, w->name, sizeof w->name, w->os_name);
     shmc_pub_options_t o;
     shmc_pub_options_init(&o);
@@ -616,7 +844,19 @@ static int world_create(world_t *w, const uint8_t *cfg)
     int rc;
     if (w->pattern == SHMC_PATTERN_PUBSUB) rc = shmc_pub_open(w->name, &o, &w->pub);
     else if (w->pattern == SHMC_PATTERN_PIPELINE) rc = shmc_push_open(w->name, &o, &w->push);
-    else rc = shmc_rep_open(w->name, &o, &w->rep);
+    else if (w->pattern == SHMC_PATTERN_STREAM) {
+        shmc_stream_field_t f[2];
+        stream_schema(f, cfg[2]);
+        shmc_stream_options_t so;
+        shmc_stream_options_init(&so);
+        so.max_readers = o.max_peers - 1;
+        so.num_slots = so.max_readers + 2 + cfg[1] % 3;
+        so.flags = (w->kind == PAT_STREAM_LOSSLESS ? SHMC_LOSSLESS : 0) |
+                   ((cfg[3] & 0x80) ? SHMC_STREAM_CHECKSUM : 0) | SHMC_STREAM_READER_DEATH;
+        so.metadata_cap = 16;
+        so.control_cap = 64 + 8 * (cfg[1] % 4);
+        rc = shmc_stream_writer_open(w->name, f, 2, &so, &w->sw);
+    } else rc = shmc_rep_open(w->name, &o, &w->rep);
     REQUIRE(rc == 0, "keeper open", rc);
 
     char path[300];
@@ -640,6 +880,7 @@ static void world_destroy(world_t *w)
     CHECK_RC(shmc_pub_close(w->pub));
     CHECK_RC(shmc_push_close(w->push));
     CHECK_RC(shmc_rep_close(w->rep));
+    CHECK_RC(shmc_stream_writer_close(w->sw));
     munmap(w->map, w->map_size);
     /* The keeper unlinks on close unless the patches made the channel look closed already. */
     int rc = shmc_segment_unlink(w->os_name);
@@ -692,8 +933,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
-    static const uint32_t patterns[] = {SHMC_PATTERN_PUBSUB, SHMC_PATTERN_PIPELINE, SHMC_PATTERN_REQREP};
-    uint32_t pattern = patterns[data[0] % 3];
+    static const uint32_t patterns[] = {SHMC_PATTERN_PUBSUB, SHMC_PATTERN_PIPELINE, SHMC_PATTERN_REQREP,
+                                        SHMC_PATTERN_STREAM};
+    uint32_t pattern = patterns[data[0] % 4];
     uint8_t ops = data[1];
     const uint8_t *image = data + 2;
     size_t image_size = size - 2;
@@ -730,8 +972,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shmc_sub_t *sub = NULL;
     shmc_pull_t *pull = NULL;
     shmc_req_t *req = NULL;
+    shmc_stream_reader_t *sr = NULL;
     int rc;
-    if (pattern == SHMC_PATTERN_PUBSUB) rc = shmc_sub_open(name, &o, &sub);
+    if (pattern == SHMC_PATTERN_STREAM) {
+        check_stream_inspect(name);
+        shmc_stream_reader_options_t so;
+        shmc_stream_reader_options_init(&so);
+        so.connect_timeout_ns = 0;
+        so.spin_us = 0;
+        rc = shmc_stream_reader_open(name, NULL, 0, &so, &sr);
+    } else if (pattern == SHMC_PATTERN_PUBSUB) rc = shmc_sub_open(name, &o, &sub);
     else if (pattern == SHMC_PATTERN_PIPELINE) rc = shmc_pull_open(name, &o, &pull);
     else rc = shmc_req_open(name, &o, &req);
     CHECK_RC(rc);
@@ -747,6 +997,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int op = 0; op < 6; op++) {
                 if (sub) sub_receive(sub, op + 6 * round + (ops & 1) * 6, cap, &loaned);
                 if (pull) pull_receive(pull, op + 3 * round, cap);
+            }
+            if (sr) {
+                int held = 0;
+                for (int op = 0; op < 8; op++) stream_reader_op(sr, op + 8 * round + (ops & 1), &held);
+                if (held) CHECK_RC(shmc_stream_reader_release(sr));
+                check_stream_inspect(name);
             }
             if (sub) {
                 check_stats(shmc_sub_stats(sub, &s), &s);
@@ -786,6 +1042,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK_RC(shmc_sub_close(sub));
     CHECK_RC(shmc_pull_close(pull));
     CHECK_RC(shmc_req_close(req));
+    CHECK_RC(shmc_stream_reader_close(sr));
     /* ENOENT only if something else removed it (`python -m shmcomm clean` removes stale segments). */
     rc = shmc_segment_unlink(os_name);
     REQUIRE(rc == 0 || rc == SHMC_ENOENT, "unlink", rc);

@@ -22,7 +22,7 @@ from typing import List
 # ---- fuzz_segment inputs ----------------------------------------------------------------------
 
 OP_PATCH, OP_OPEN, OP_CLOSE, OP_SEND, OP_RECV, OP_KEEPER_RECV, OP_POLL, OP_STATS, OP_INFO = range(9)
-PAT_PUB, PAT_PUB_LOSSLESS, PAT_PIPELINE, PAT_REQREP = range(4)
+PAT_PUB, PAT_PUB_LOSSLESS, PAT_PIPELINE, PAT_REQREP, PAT_STREAM, PAT_STREAM_LOSSLESS = range(6)
 
 
 def op(code: int, k: int = 0, keeper: int = 0) -> int:
@@ -104,6 +104,29 @@ def segment_seeds() -> dict:
     s += recv(0, 0, 8) + patch(4, 1, 5, 0, 7, 0xFF, 1) + recv(0, 1, 8) + keeper_recv(0, 8)
     s += [op(OP_STATS, 0)]
     seeds["reqrep_mailbox"] = s
+    # STREAM, latest-frame: writes of every kind (send's fill byte picks write / loan+commit /
+    # loan+cancel / metadata / reap), readers acquiring, holding and releasing while the writer laps,
+    # control messages, patches of the stream header, a reader's pin and a frame's length table.
+    s = [PAT_STREAM, 1, 5, 0x80 | 1] + [op(OP_OPEN, 0), op(OP_OPEN, 1)]
+    s += send(12, 0) + send(9, 3) + send(40, 1) + send(40, 1)
+    s += recv(0, 0, 8) + recv(1, 1, 8) + recv(0, 4, 8) + recv(1, 3, 8)
+    for i in range(6):
+        s += send(20 + i, 5 * (i % 2))
+    s += keeper_recv(0, 64) + keeper_recv(0, 2) + recv(0, 2, 8) + recv(0, 0, 8) + recv(1, 2, 8)
+    s += patch(4, 0, 4, 12, 7)              # stream header: nfields
+    s += patch(3, 1, 4, 80, 18)             # slot 1: the second field's length = 0xFFFFFFFF
+    s += recv(0, 2, 8) + recv(0, 0, 8) + recv(1, 6, 8) + recv(1, 5, 8)
+    s += send(3, 4) + [op(OP_POLL, 0), op(OP_POLL, 0, 1), op(OP_STATS, 0), op(OP_INFO)]
+    seeds["stream_latest"] = s
+    # STREAM, lossless: the writer held back by a reader; a reader's control ring head patched.
+    s = [PAT_STREAM_LOSSLESS, 0, 2, 1] + [op(OP_OPEN, 0)]
+    for i in range(5):
+        s += send(30, 0)
+    s += recv(0, 0, 8) + send(30, 0) + recv(0, 2, 8) + recv(0, 1, 8) + recv(0, 4, 8) + recv(0, 4, 8)
+    s += patch(4, 9, 3, 0, 23)              # somewhere in the first reader entry: a huge u64
+    s += keeper_recv(0, 64) + recv(0, 4, 8) + recv(0, 7, 8)
+    s += [op(OP_CLOSE, 0), op(OP_OPEN, 0), op(OP_STATS, 0), op(OP_POLL, 0, 1)]
+    seeds["stream_lossless"] = s
     return {name: bytes(v) for name, v in seeds.items()}
 
 
@@ -114,7 +137,8 @@ LAYOUT_VERSION = 2
 SELF = 0x5E1F5E1F
 KEEPER, FOLLOWER = 1, 2
 PUBSUB, REQREP, PIPELINE = 1, 2, 3
-RAW_SELECTOR = {PUBSUB: 0, PIPELINE: 1, REQREP: 2}  # fuzz_raw: pattern = [pub, push, req][byte0 % 3]
+STREAM = 6
+RAW_SELECTOR = {PUBSUB: 0, PIPELINE: 1, REQREP: 2, STREAM: 3}  # fuzz_raw: [pub, push, req, stream][byte0 % 4]
 
 
 def round_up(v: int, to: int) -> int:
@@ -164,6 +188,66 @@ def image(pattern: int, num_slots: int, slot_size: int, max_peers: int, messages
     return bytes(buf)
 
 
+def stream_image(num_slots: int, max_peers: int, frames: int, metadata: bytes = b'{"fx": 1}',
+                 control_cap: int = 64, lossless: bool = False) -> bytes:
+    """A stream segment (libshm/primitives/stream_layout.h): fields img u8[2,3] and pose f32[2], a
+    live writer (the pid marker) at registry entry 0, `frames` frames committed, metadata written."""
+    fields = [(b"img", 6, (2, 3)), (b"pose", 12, (2,))]  # SHMC_DTYPE_U8, SHMC_DTYPE_F32
+    caps = [6, 8]
+    n = len(fields)
+    fhb = round_up(32 + 48 + 4 * n, 64) - 32
+    offsets, data = [], 0
+    for cap in caps:
+        offsets.append(data)
+        data += round_up(cap, 64)
+    slot_size = fhb + data
+    stride = round_up(slot_size + 32, 64)
+    registry = 512
+    ring = round_up(registry + max_peers * 64, 64)
+    slots = ring + 256
+    extra = slots + num_slots * stride
+    metadata_cap = 64
+    reader_stride = 192 + round_up(control_cap, 64)
+    metadata_offset = 256 + 128 * n
+    readers_offset = metadata_offset + round_up(metadata_cap, 64)
+    extra_bytes = readers_offset + max_peers * reader_stride
+    total = extra + extra_bytes
+    flags = 1 if lossless else 0
+    buf = bytearray(total)
+    struct.pack_into("<QIIQQiIQIIII", buf, 0, MAGIC, LAYOUT_VERSION, STREAM, total, 0x1234567890ABCDEF,
+                     SELF, flags, 0, num_slots, slot_size, stride, max_peers)
+    struct.pack_into("<QQQQQQ", buf, 64, registry, ring, slots, 0, extra, extra_bytes)
+    struct.pack_into("<I", buf, 128, 1)
+    name = b"fuzz/raw/stream"
+    buf[192:192 + len(name)] = name
+    for i in range(max_peers):
+        owner, cursor = ((SELF << 32) | KEEPER, (1 << 64) - 1) if i == 0 else (0, (1 << 64) - 1)
+        struct.pack_into("<QQQQQQ", buf, registry + i * 64, owner, 0, 0, cursor, 0, 0)
+    struct.pack_into("<Q", buf, ring, frames)
+    for pos in range(frames):
+        base = slots + (pos % num_slots) * stride
+        struct.pack_into("<QIIQQ", buf, base, slot_word(pos, 0, 0), slot_size, 0, 0, 0)
+        struct.pack_into("<QQQQII", buf, base + 32, pos, 1000 + pos, 0, sum(caps), n, 0)
+        struct.pack_into("<II", buf, base + 32 + 48, *caps)
+        for k, cap in enumerate(caps):
+            at = base + 32 + fhb + offsets[k]
+            buf[at:at + cap] = bytes([pos & 0xFF]) * cap
+    region = extra
+    struct.pack_into("<QIIIIIIIIQQQ", buf, region, 0x314D525453434D53, 1, n, fhb, flags, metadata_cap,
+                     control_cap, reader_stride, max_peers, sum(caps), metadata_offset, readers_offset)
+    struct.pack_into("<QI", buf, region + 64, 2, len(metadata))
+    struct.pack_into("<QQ", buf, region + 128, frames, 1000 + frames)
+    for k, (fname, dtype, shape) in enumerate(fields):
+        at = region + 256 + 128 * k
+        buf[at:at + len(fname)] = fname
+        struct.pack_into("<II", buf, at + 40, dtype, len(shape))
+        for d, size in enumerate(shape):
+            struct.pack_into("<Q", buf, at + 48 + 8 * d, size)
+        struct.pack_into("<QQ", buf, at + 112, offsets[k], caps[k])
+    buf[region + metadata_offset:region + metadata_offset + len(metadata)] = metadata
+    return bytes(buf)
+
+
 def raw(pattern: int, ops: int, img: bytes) -> bytes:
     return bytes([RAW_SELECTOR[pattern], ops]) + img
 
@@ -179,6 +263,8 @@ def raw_seeds() -> dict:
                                               competing_taken=1)),
         "reqrep": raw(REQREP, 0x1B, image(REQREP, 2, 16, 3, [], followers=0)),
         "truncated": raw(PUBSUB, 0x00, image(PUBSUB, 2, 1, 2, [])[:600]),
+        "stream": raw(STREAM, 0x13, stream_image(4, 3, 6)),
+        "stream_lossless": raw(STREAM, 0x02, stream_image(2, 2, 1, lossless=True)),
         "empty": bytes([0, 0]),
     }
 

@@ -1086,3 +1086,107 @@ def cm_puller(name: str, index: int, size: int, progress: Any, events: Any) -> N
                         "received": stats["received"], "dropped": stats["dropped"],
                         "restored": stats["restored"]})
     _run(events, body)
+
+
+# ---- the crash matrix, PAIR -----------------------------------------------------------------------
+
+def cm_pair_survivor(name: str, role: str, size: int, num_slots: int, progress: Any, finish: Any,
+                     events: Any) -> None:
+    """The surviving side of a pair (disconnect_behavior "never"): writes pattern messages 0, 1, 2, ...
+    (generation 0) whenever its queue has room, and reads the victims' messages, checking each is
+    whole and that per generation (one per victim) numbers run 0, 1, 2, ... without gap or repeat.
+    progress[0]: rounds of its loop, each a write attempt and a read with a 1 ms timeout (it is never
+    stuck in a call). After ``finish`` it reads what the last victim left, then reports."""
+    def body() -> None:
+        from shmcomm import Pair, SHMBufferFullError
+
+        with Pair(name, role=role, disconnect_behavior="never", num_slots=num_slots, slot_size=size,
+                  serialization="raw") as pair:
+            events.put({"kind": "ready", "who": "survivor", "pid": os.getpid()})
+            seq = 0
+            expected: Dict[int, int] = {}
+            torn = gaps = repeats = 0
+            anomalies: List[Any] = []
+
+            def take(payload: bytes) -> None:
+                nonlocal torn, gaps, repeats
+                got = check_pattern(payload)
+                if got is None or len(payload) != size:
+                    torn += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("torn", len(payload), payload[:24].hex()))
+                    return
+                gen, n = got >> 32, got & 0xFFFFFFFF
+                want = expected.get(gen, 0)
+                if n != want:
+                    if n < want:
+                        repeats += 1
+                    else:
+                        gaps += 1
+                    if len(anomalies) < 20:
+                        anomalies.append(("order", gen, n, want))
+                expected[gen] = max(want, n + 1)
+
+            while not finish.is_set():
+                try:
+                    pair.send_bytes(pattern_payload(seq, size), block=False)
+                    seq += 1
+                except SHMBufferFullError:
+                    pass  # no victim reads now: the queue keeps what it has for the next one
+                for payload in pair.recv_many_bytes(CM_BATCH, timeout=0.001):
+                    take(payload)
+                progress[0] += 1
+            while True:  # what the last victim wrote before it was killed
+                rest = pair.recv_many_bytes(64, timeout=0.5)
+                if not rest:
+                    break
+                for payload in rest:
+                    take(payload)
+            s = pair.stats()
+            events.put({"kind": "result", "who": "survivor", "sent": seq, "received": expected,
+                        "torn": torn, "gaps": gaps, "repeats": repeats, "anomalies": anomalies,
+                        "drops": s["drops"], "reconnections": s["reconnections"]})
+    _run(events, body)
+
+
+def cm_victim_pair(name: str, role: str, gen: int, size: int, num_slots: int, path: str, seed: int,
+                   counters: Any, events: Any, go: Any) -> None:
+    """A side of a pair killed again and again: writes pattern messages (gen << 32) | n, singly or
+    in send_many_bytes batches of up to CM_BATCH (counters[CM_DONE]: messages whose write returned),
+    and after each write takes up to CM_BATCH of the survivor's messages, appending their numbers to
+    ``path`` in one write(2) (killed, it loses at most the messages of one call). Counts torn
+    messages (CM_TORN) and messages of another generation than the survivor's (CM_BAD)."""
+    def loop() -> None:
+        import random
+
+        from shmcomm import Pair
+
+        rng = random.Random(seed)
+        base = gen << 32
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with Pair(name, role=role, disconnect_behavior="never", num_slots=num_slots, slot_size=size,
+                  serialization="raw") as pair:
+            counters[CM_ATTACHED] = 1
+            seq = 0
+            while True:
+                if rng.randrange(2):
+                    pair.send_bytes(pattern_payload(base | seq, size), timeout=60.0)
+                    n = 1
+                else:
+                    n = rng.randint(2, CM_BATCH)
+                    batch = [pattern_payload(base | (seq + i), size) for i in range(n)]
+                    if pair.send_many_bytes(batch, timeout=60.0) != n:
+                        raise AssertionError("send_many_bytes wrote only part of a batch")
+                seq += n
+                counters[CM_DONE] = seq
+                out = []
+                for item in pair.recv_many_bytes(rng.randint(1, CM_BATCH), timeout=0):
+                    got = check_pattern(item)
+                    if got is None or len(item) != size:
+                        counters[CM_TORN] += 1
+                    elif got >> 32:
+                        counters[CM_BAD] += 1
+                    else:
+                        out.append(SEQ.pack(got))
+                os.write(fd, b"".join(out))
+    _cm_victim(events, go, loop)

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from procs import (CM_ATTACHED, CM_BAD, CM_BATCH, CM_COUNTERS, CM_DONE, CM_TORN, CTX, STOP, Children,
-                   cm_publisher, cm_puller, cm_pusher, cm_replier, cm_requester, cm_subscriber,
+                   cm_pair_survivor, cm_publisher, cm_victim_pair, cm_puller, cm_pusher, cm_replier, cm_requester, cm_subscriber,
                    cm_victim_publisher, cm_victim_puller, cm_victim_pusher, cm_victim_replier,
                    cm_victim_requester, cm_victim_subscriber, get, join, wait_until)
 from shmcomm import Requester
@@ -50,7 +50,8 @@ PREFETCH = 3  # victims booting ahead of the one running
 TIME_LIMIT = max(150, 4 * (KILLS + ATTACH_KILLS))
 
 ROLES = [("PUB/SUB", "publisher"), ("PUB/SUB", "subscriber"), ("REQ/REP", "requester"),
-         ("REQ/REP", "replier"), ("PUSH/PULL", "pusher"), ("PUSH/PULL", "puller")]
+         ("REQ/REP", "replier"), ("PUSH/PULL", "pusher"), ("PUSH/PULL", "puller"), ("PAIR", "master"),
+         ("PAIR", "slave")]
 
 
 @dataclass
@@ -458,7 +459,64 @@ def _pipeline(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
                  torn=torn, duplicated=duplicated)
 
 
-SCENARIOS = {"PUB/SUB": _pubsub, "REQ/REP": _reqrep, "PUSH/PULL": _pipeline}
+# ---- PAIR ---------------------------------------------------------------------------------------
+
+def _pair(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
+    """The victim role (master or slave) is killed again and again and restarted by a new process;
+    the other side survives with disconnect_behavior "never", reattaching to each new victim."""
+    survivor_role = "slave" if m.role == "master" else "master"
+    events, finish = CTX.Queue(), CTX.Event()
+    progress = _progress()
+    survivor = kids.start(cm_pair_survivor, channel, survivor_role, SIZE, NUM_SLOTS, progress, finish, events)
+    get(events, 30, "the surviving side", "ready")
+
+    def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
+        path = str(tmp_path / f"victim{i}")
+        return kids.start(cm_victim_pair, channel, m.role, i + 1, SIZE, NUM_SLOTS, path, seed, counters,
+                          ev, go), path
+
+    victims = m.run_kills(kids, start, {"survivor": progress})
+    finish.set()
+    r = _results(events, ["survivor"])["survivor"]
+    assert join(survivor, 30, "surviving side") == 0
+
+    # The victims' messages: every one whose write returned reached the survivor, in order, once.
+    m.check(r["torn"] == 0, f"the survivor read {r['torn']} torn messages: {r['anomalies']}")
+    m.check(r["gaps"] == 0 and r["repeats"] == 0,
+            f"the survivor read {r['gaps']} gaps and {r['repeats']} repeats: {r['anomalies']}")
+    received = {int(gen): n for gen, n in r["received"].items()}
+    lost = in_flight = 0
+    for v in victims:
+        got = received.get(v.index + 1, 0)
+        lost += max(0, v.done - got)
+        in_flight += max(0, got - v.done)
+        m.check(got <= v.done + CM_BATCH, f"victim {v.index}: {got} messages read, it wrote {v.done}")
+    m.check(lost == 0, f"{lost} messages whose write returned never reached the survivor")
+    m.check(set(received) <= {v.index + 1 for v in victims}, f"messages of unknown writers: {sorted(received)}")
+    m.check(r["drops"] <= len(victims), f"{r['drops']} messages dropped, more than one per kill")
+
+    # The survivor's messages: each taken by at most one victim; lost only when taken by a victim that
+    # was killed before it wrote them down (one call), or still queued at the end.
+    tally = Tally()
+    victim_reported = sum(tally.add_file(v.path) for v in victims)
+    sent = r["sent"]
+    counts = tally.get(0, sent)
+    duplicated = int(np.sum(np.maximum(counts - 1, 0)))
+    m.check(duplicated == 0, f"{duplicated} of the survivor's messages were read twice")
+    m.check(not counts[sent:].any(), "the victims read messages the survivor never wrote")
+    settled = max(0, sent - NUM_SLOTS)  # the last NUM_SLOTS may still be queued
+    missing = int(np.sum(counts[:settled] == 0))
+    m.check(missing <= CM_BATCH * len(victims),
+            f"{missing} of the survivor's messages lost, more than {CM_BATCH} (one call) per kill")
+    attached = sum(v.attached for v in victims)
+    m.check(r["reconnections"] <= attached, f"{r['reconnections']} reconnections for {attached} victims")
+    m.finish(messages=sent + sum(v.done for v in victims), delivered=victim_reported + sum(received.values()),
+             in_flight_delivered=in_flight, dropped=r["drops"], lost=lost + missing,
+             bound=f"victims' writes: lost 0, dropped <= 1/kill; survivor's: lost <= {CM_BATCH}/kill",
+             torn=r["torn"], duplicated=duplicated, reconnections=r["reconnections"])
+
+
+SCENARIOS = {"PUB/SUB": _pubsub, "REQ/REP": _reqrep, "PUSH/PULL": _pipeline, "PAIR": _pair}
 
 
 @pytest.mark.timeout(TIME_LIMIT)
