@@ -213,9 +213,14 @@ static int policy(shmc_pair_t *p)
 typedef int (*step_fn)(shmc_pair_t *p, void *ctx, int64_t slice_ns);
 
 /* Runs `step` in slices of at most CHECK_NS until it succeeds, fails, the policy says the remote is
- * gone for good, or timeout_ns (0: one attempt, negative: forever) runs out. */
-static int wait_in_slices(shmc_pair_t *p, step_fn step, void *ctx, int64_t timeout_ns)
+ * gone for good, or timeout_ns (0: one attempt, negative: forever) runs out. Every call looks at the
+ * remote once first (rate-limited: a clock read), so a remote that is only read from is noted too;
+ * a write (`policy_first`) fails there already when the remote is gone and the policy says so: with
+ * IMMEDIATELY, writing to a remote known gone fails even with room. */
+static int wait_in_slices(shmc_pair_t *p, step_fn step, void *ctx, int64_t timeout_ns, int policy_first)
 {
+    int rc = policy(p);
+    if (rc && policy_first) return rc;
     const uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
     for (;;) {
         int64_t slice = timeout_ns < 0 ? CHECK_NS : 0;
@@ -224,11 +229,7 @@ static int wait_in_slices(shmc_pair_t *p, step_fn step, void *ctx, int64_t timeo
             int64_t left = now < deadline ? (int64_t)(deadline - now) : 0;
             slice = left < CHECK_NS ? left : CHECK_NS;
         }
-        int rc = step(p, ctx, slice);
-        if (rc == 0) {
-            check_remote(p, 0); /* a remote that is only read from is looked at too (rate-limited) */
-            return 0;
-        }
+        rc = step(p, ctx, slice);
         if (rc != SHMC_EAGAIN && rc != SHMC_ETIMEDOUT) return rc;
         rc = policy(p);
         if (rc) return rc;
@@ -301,11 +302,8 @@ int shmc_pair_write(shmc_pair_t *p, const void *data, size_t len, int64_t timeou
 {
     int rc = usable(p);
     if (rc || (!data && len)) return rc ? rc : SHMC_EINVAL;
-    /* The policy first: with IMMEDIATELY, writing to a remote known gone fails even with room. */
-    rc = policy(p);
-    if (rc) return rc;
     struct send_args a = {data, len, NULL, 0, 0, 0, NULL};
-    return wait_in_slices(p, write_step, &a, timeout_ns);
+    return wait_in_slices(p, write_step, &a, timeout_ns, 1);
 }
 
 int shmc_pair_try_write(shmc_pair_t *p, const void *data, size_t len)
@@ -331,10 +329,8 @@ int shmc_pair_write_many(shmc_pair_t *p, const void *data, const uint64_t *lens,
     int rc = usable(p);
     if (rc || !sent || (count && (!data || !lens))) return rc ? rc : SHMC_EINVAL;
     *sent = 0;
-    rc = policy(p);
-    if (rc) return rc;
     struct send_args a = {data, 0, lens, count, 0, 0, sent};
-    return wait_in_slices(p, write_many_step, &a, timeout_ns);
+    return wait_in_slices(p, write_many_step, &a, timeout_ns, 1);
 }
 
 struct recv_args {
@@ -379,7 +375,7 @@ int shmc_pair_read(shmc_pair_t *p, void *buf, size_t cap, size_t *len, int64_t t
     int rc = usable(p);
     if (rc || !len || (!buf && cap)) return rc ? rc : SHMC_EINVAL;
     struct recv_args a = {buf, cap, len, NULL, 0, NULL, 0};
-    return wait_in_slices(p, read_step, &a, timeout_ns);
+    return wait_in_slices(p, read_step, &a, timeout_ns, 0);
 }
 
 int64_t shmc_pair_next(shmc_pair_t *p, int64_t timeout_ns)
@@ -387,7 +383,7 @@ int64_t shmc_pair_next(shmc_pair_t *p, int64_t timeout_ns)
     int rc = usable(p);
     if (rc) return rc;
     struct recv_args a = {NULL, 0, NULL, NULL, 0, NULL, 0};
-    rc = wait_in_slices(p, next_step, &a, timeout_ns);
+    rc = wait_in_slices(p, next_step, &a, timeout_ns, 0);
     return rc ? rc : a.size;
 }
 
@@ -409,7 +405,7 @@ int shmc_pair_read_many(shmc_pair_t *p, void *buf, size_t cap, size_t *lens, siz
     if (rc || !buf || !lens || !count || max == 0) return rc ? rc : SHMC_EINVAL;
     *count = 0;
     struct recv_args a = {buf, cap, NULL, lens, max, count, 0};
-    return wait_in_slices(p, read_many_step, &a, timeout_ns);
+    return wait_in_slices(p, read_many_step, &a, timeout_ns, 0);
 }
 
 int shmc_pair_remote_alive(shmc_pair_t *p)

@@ -212,9 +212,9 @@ class Pair(Sender, Receiver):
     def is_remote_alive(self) -> bool:
         """True while the remote's process lives and its heartbeat is younger than stale_threshold.
         Also reattaches to a restarted remote."""
-        alive = bool(lib.shmc_pair_remote_alive(self._require()))
-        self._observe()
-        return alive
+        s = self._stats_raw()  # one C call: it looks at the remote (as shmc_pair_remote_alive) and reports
+        self._observe(s)
+        return bool(s.remote_state == lib.SHMC_REMOTE_CONNECTED)
 
     def wait_for_remote(self, timeout: Optional[float] = None) -> bool:
         """Waits up to ``timeout`` seconds (None: forever) for the remote to be alive; True if it is."""

@@ -882,6 +882,44 @@ def cm_publisher(name: str, size: int, num_slots: int, progress: Any, finish: An
     _run(events, body)
 
 
+class GenerationCheck:
+    """Checks received pattern payloads of ``size`` bytes: each whole, and per generation (seq >> 32)
+    numbered 0, 1, 2, ... without gap or repeat. report() gives counts, expected (the next number
+    per generation), torn, gaps, repeats and the first anomalies."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.expected: Dict[int, int] = {}
+        self.counts: Dict[int, int] = {}
+        self.torn = self.gaps = self.repeats = 0
+        self.anomalies: List[Any] = []
+
+    def take(self, payload: bytes) -> bool:
+        """Checks one payload; False if it is torn."""
+        seq = check_pattern(payload)
+        if seq is None or len(payload) != self.size:
+            self.torn += 1
+            if len(self.anomalies) < 20:
+                self.anomalies.append(("torn", len(payload), payload[:24].hex()))
+            return False
+        gen, n = seq >> 32, seq & 0xFFFFFFFF
+        exp = self.expected.get(gen, 0)
+        if n != exp:
+            if n < exp:
+                self.repeats += 1
+            else:
+                self.gaps += 1
+            if len(self.anomalies) < 20:
+                self.anomalies.append(("gap" if n > exp else "repeat", gen, exp, n))
+        self.expected[gen] = max(exp, n + 1)
+        self.counts[gen] = self.counts.get(gen, 0) + 1
+        return True
+
+    def report(self) -> Dict[str, Any]:
+        return {"counts": self.counts, "expected": self.expected, "torn": self.torn, "gaps": self.gaps,
+                "repeats": self.repeats, "anomalies": self.anomalies}
+
+
 def cm_subscriber(name: str, size: int, progress: Any, events: Any) -> None:
     """The surviving subscriber: receives until a STOP message, checking every payload is whole and
     that, per generation (seq >> 32), numbers run 0, 1, 2, ... without gap or repeat."""
@@ -890,37 +928,17 @@ def cm_subscriber(name: str, size: int, progress: Any, events: Any) -> None:
 
         with Subscriber(name, timeout_connect=10.0, serialization="raw") as sub:
             events.put({"kind": "ready", "who": "subscriber", "pid": os.getpid()})
-            expected: Dict[int, int] = {}
-            counts: Dict[int, int] = {}
-            torn = gaps = repeats = 0
-            anomalies: List[Any] = []
+            check = GenerationCheck(size)
             while True:
                 payload = sub.recv_bytes(timeout=60.0)
                 if payload is None:
                     raise AssertionError(f"no message within 60 s after {progress[0]}")
                 if payload == STOP:
                     break
-                seq = check_pattern(payload)
-                if seq is None or len(payload) != size:
-                    torn += 1
-                    if len(anomalies) < 20:
-                        anomalies.append(("torn", len(payload), payload[:24].hex()))
-                    continue
-                gen, n = seq >> 32, seq & 0xFFFFFFFF
-                exp = expected.get(gen, 0)
-                if n != exp:
-                    if n < exp:
-                        repeats += 1
-                    else:
-                        gaps += 1
-                    if len(anomalies) < 20:
-                        anomalies.append(("gap" if n > exp else "repeat", gen, exp, n))
-                expected[gen] = max(exp, n + 1)
-                counts[gen] = counts.get(gen, 0) + 1
-                progress[0] += 1
+                if check.take(payload):
+                    progress[0] += 1
             stats = sub.stats()
-            events.put({"kind": "result", "who": "subscriber", "counts": counts, "expected": expected,
-                        "torn": torn, "gaps": gaps, "repeats": repeats, "anomalies": anomalies,
+            events.put({"kind": "result", "who": "subscriber", **check.report(),
                         "received": stats["received"], "dropped": stats["dropped"],
                         "skipped": stats["skipped"]})
     _run(events, body)
@@ -1104,29 +1122,7 @@ def cm_pair_survivor(name: str, role: str, size: int, num_slots: int, progress: 
                   serialization="raw") as pair:
             events.put({"kind": "ready", "who": "survivor", "pid": os.getpid()})
             seq = 0
-            expected: Dict[int, int] = {}
-            torn = gaps = repeats = 0
-            anomalies: List[Any] = []
-
-            def take(payload: bytes) -> None:
-                nonlocal torn, gaps, repeats
-                got = check_pattern(payload)
-                if got is None or len(payload) != size:
-                    torn += 1
-                    if len(anomalies) < 20:
-                        anomalies.append(("torn", len(payload), payload[:24].hex()))
-                    return
-                gen, n = got >> 32, got & 0xFFFFFFFF
-                want = expected.get(gen, 0)
-                if n != want:
-                    if n < want:
-                        repeats += 1
-                    else:
-                        gaps += 1
-                    if len(anomalies) < 20:
-                        anomalies.append(("order", gen, n, want))
-                expected[gen] = max(want, n + 1)
-
+            check = GenerationCheck(size)
             while not finish.is_set():
                 try:
                     pair.send_bytes(pattern_payload(seq, size), block=False)
@@ -1134,18 +1130,17 @@ def cm_pair_survivor(name: str, role: str, size: int, num_slots: int, progress: 
                 except SHMBufferFullError:
                     pass  # no victim reads now: the queue keeps what it has for the next one
                 for payload in pair.recv_many_bytes(CM_BATCH, timeout=0.001):
-                    take(payload)
+                    check.take(payload)
                 progress[0] += 1
             while True:  # what the last victim wrote before it was killed
                 rest = pair.recv_many_bytes(64, timeout=0.5)
                 if not rest:
                     break
                 for payload in rest:
-                    take(payload)
+                    check.take(payload)
             s = pair.stats()
-            events.put({"kind": "result", "who": "survivor", "sent": seq, "received": expected,
-                        "torn": torn, "gaps": gaps, "repeats": repeats, "anomalies": anomalies,
-                        "drops": s["drops"], "reconnections": s["reconnections"]})
+            events.put({"kind": "result", "who": "survivor", "sent": seq, **check.report(),
+                        "received": check.expected, "drops": s["drops"], "reconnections": s["reconnections"]})
     _run(events, body)
 
 
