@@ -20,7 +20,8 @@ struct shmc_pub {
 
 struct shmc_sub {
     shmi_reader_t r; /* first: read_once casts the reader back to the subscriber */
-    uint64_t cursor;
+    uint64_t cursor;    /* the next position we read */
+    uint64_t published; /* the cursor as our registry entry shows it (behind `cursor` in a batch) */
     uint64_t skipped;
     int loaned;
     uint64_t loan_pos, loan_word;
@@ -163,10 +164,12 @@ int shmc_pub_close(shmc_pub_t *pub)
 
 /* ------------------------------------------------------------------ subscriber */
 
-static void sub_set_cursor(shmc_sub_t *sub, uint64_t cursor)
+/* Shows our cursor to publishers (lossless ones wait for it). */
+static void sub_publish_cursor(shmc_sub_t *sub)
 {
-    uint64_t before = sub->cursor;
-    sub->cursor = cursor;
+    uint64_t before = sub->published, cursor = sub->cursor;
+    if (cursor == before) return;
+    sub->published = cursor;
     shmi_channel_t *ch = &sub->r.ch;
     shmi_peer_t *me = &ch->registry.peers[sub->r.index];
     if (ch->geometry.flags & SHMC_LOSSLESS) {
@@ -181,6 +184,16 @@ static void sub_set_cursor(shmc_sub_t *sub, uint64_t cursor)
     }
 }
 
+/* Moves our cursor; inside a batch receive it is shown once, at the end (sub_end_batch): a locked
+ * store per message would make each one wait for the previous message's cache lines. */
+static void sub_set_cursor(shmc_sub_t *sub, uint64_t cursor)
+{
+    sub->cursor = cursor;
+    if (!sub->r.batching) sub_publish_cursor(sub);
+}
+
+static void sub_end_batch(shmi_reader_t *r) { sub_publish_cursor((shmc_sub_t *)r); }
+
 /* Joins the registry of `ch` at `start` (UINT64_MAX: from now on). */
 static int sub_join_at(shmc_sub_t *sub, shmi_channel_t *ch, uint32_t *index, uint64_t start)
 {
@@ -192,6 +205,7 @@ static int sub_join_at(shmc_sub_t *sub, shmi_channel_t *ch, uint32_t *index, uin
      * scanned just before may still claim one position unaware of us, so start at the head as it
      * is now (every position claimed from here on waits for us). */
     sub->cursor = start == UINT64_MAX ? shmi_channel_head(ch) : first;
+    sub->published = sub->cursor;
     atomic_store_explicit(&ch->registry.peers[*index].cursor, sub->cursor, memory_order_seq_cst);
     return 0;
 }
@@ -303,6 +317,7 @@ int shmc_sub_open(const char *name, const shmc_sub_options_t *opts, shmc_sub_t *
     if (rc == 0) {
         rc = shmi_reader_setup(&sub->r, SHMI_ROLE_FOLLOWER, (int64_t)o.spin_us * 1000, sub_try_recv,
                                sub_join_first);
+        sub->r.end_batch = sub_end_batch;
         if (rc) shmi_reader_close(&sub->r);
     }
     if (rc) {

@@ -54,6 +54,19 @@ shmi_thread_t *shmi_thread_start(void (*fn)(void *), void *arg);
 /* Waits for the thread to return and frees it; NULL does nothing. */
 void shmi_thread_join(shmi_thread_t *t);
 void shmi_cpu_relax(void);
+/* A hint: bring the cache line of p to this core ready for writing (on x86 PREFETCHW; plain
+ * __builtin_prefetch(p, 1) gives a read prefetch there unless the build targets a newer CPU, and a
+ * line fetched for reading still has to be taken from the other cores before a store). */
+static inline void shmi_prefetch_write(const void *p)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+#elif defined(__GNUC__)
+    __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
 
 /* The OS error behind the last failure of this thread (errno / GetLastError). */
 void shmi_set_os_error(int err);

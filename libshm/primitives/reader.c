@@ -70,7 +70,10 @@ int shmi_reader_take(shmi_reader_t *r)
     if (rc) return rc;
     /* The slot is ours (READING): no writer touches it until we release it, so a plain copy. */
     if (t.len) memcpy(r->buf, shmi_ring_payload(ring, t.pos), t.len);
-    if (!shmi_ring_release(ring, t.pos, r->index)) return SHMC_EAGAIN; /* recovered: not ours */
+    /* In a batch, full-queue writers are woken once at its end (end_of_batch), not per message. */
+    int ours = r->batching ? shmi_ring_release_quiet(ring, t.pos, r->index)
+                           : shmi_ring_release(ring, t.pos, r->index);
+    if (!ours) return SHMC_EAGAIN; /* recovered: not ours */
     r->received++;
     r->restored += (uint64_t)t.restored;
     atomic_store_explicit(&r->ch.registry.peers[r->index].count, r->received, memory_order_relaxed);
@@ -123,6 +126,14 @@ int64_t shmi_reader_next(shmi_reader_t *r, int64_t timeout_ns)
     }
 }
 
+/* What the messages of a batch after the first deferred: a competing reader's freed slots are
+ * announced to full-queue writers, the pattern publishes its progress. */
+static void end_of_batch(shmi_reader_t *r, size_t deferred)
+{
+    if (r->ch.ring.competing && deferred) shmi_waitword_wake(&r->ch.ring.ctrl->space);
+    if (r->end_batch) r->end_batch(r);
+}
+
 int shmi_reader_receive_many(shmi_reader_t *r, void *buf, size_t cap, size_t *lens, size_t max,
                              size_t *count, int64_t timeout_ns)
 {
@@ -130,6 +141,7 @@ int shmi_reader_receive_many(shmi_reader_t *r, void *buf, size_t cap, size_t *le
     int rc = shmi_reader_receive(r, buf, cap, &lens[0], timeout_ns);
     if (rc) return rc;
     size_t used = lens[0], got = 1;
+    r->batching = 1;
     while (got < max) {
         r->buf = (unsigned char *)buf + used;
         r->cap = cap - used;
@@ -137,6 +149,8 @@ int shmi_reader_receive_many(shmi_reader_t *r, void *buf, size_t cap, size_t *le
         lens[got++] = r->len;
         used += r->len;
     }
+    r->batching = 0;
+    end_of_batch(r, got - 1);
     *count = got;
     return 0;
 }

@@ -27,6 +27,9 @@ struct shmi_reader {
     shmi_join_fn rejoin;   /* followers: joins a restarted keeper's new generation */
     int detached;          /* left the registry; the mapping stays until close */
     int pinned;            /* a loan is out: do not move to another generation */
+    int batching;          /* inside a batch receive: read_once may defer what end_batch does once
+                              (publishing the pattern's progress, waking writers) */
+    void (*end_batch)(shmi_reader_t *r); /* the pattern's end of a batch, or NULL */
     uint32_t idle_polls;
     uint64_t received, dropped, reconnects;
     uint64_t restored;     /* competing readers: messages taken over from a reader that died */

@@ -1,6 +1,7 @@
 #include "ring.h"
 
 #include "waitword.h"
+#include "../platform/platform.h"
 #include "shmcomm.h"
 
 #include <string.h>
@@ -23,6 +24,13 @@ void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slo
     ring->mask = (num_slots & (num_slots - 1)) == 0 ? (uint64_t)num_slots - 1 : 0;
     ring->slot_size = slot_size;
     ring->slot_stride = slot_stride;
+}
+
+void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos)
+{
+    const unsigned char *slot = (const unsigned char *)slot_at(ring, pos);
+    uint32_t bytes = ring->slot_stride < 4 * SHMI_CACHE_LINE ? ring->slot_stride : 4 * SHMI_CACHE_LINE;
+    for (uint32_t at = 0; at < bytes; at += SHMI_CACHE_LINE) shmi_prefetch_write(slot + at);
 }
 
 void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos)
@@ -91,19 +99,29 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
     return SHMC_EBADSEG;
 }
 
-void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len)
+void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len)
 {
     shmi_slot_t *slot = slot_at(ring, pos);
     atomic_store_explicit(&slot->len, len, memory_order_relaxed);
     /* Release: the payload and len are visible to any reader that sees the complete word. */
     atomic_store_explicit(&slot->seq, shmi_word(pos, 0, SHMI_SLOT_READY), memory_order_release);
+}
+
+void shmi_ring_wake_readers(shmi_ring_t *ring)
+{
     shmi_waitword_wake(&ring->ctrl->data);
-    /* A writer lapping this slot sleeps on `space` until we complete it, and in overwrite mode no
+    /* A writer lapping a slot we completed sleeps on `space` until then, and in overwrite mode no
      * reader ever wakes that word: without this it would sleep out a whole maintenance slice.
-     * The seq_cst fence in the wake above already orders our store before this load (the
+     * The seq_cst fence in the wake above already orders our stores before this load (the
      * sleeper's side is in shmi_wait), so the common case costs one relaxed load. */
     if (atomic_load_explicit(&ring->ctrl->space.sleepers, memory_order_relaxed) != 0)
         shmi_waitword_wake(&ring->ctrl->space);
+}
+
+void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len)
+{
+    shmi_ring_complete(ring, pos, len);
+    shmi_ring_wake_readers(ring);
 }
 
 static void help_tail(shmi_ring_t *ring, uint64_t from)
@@ -243,15 +261,19 @@ none_at_tail:
     return SHMC_EAGAIN;
 }
 
-int shmi_ring_release(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
+int shmi_ring_release_quiet(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
 {
     /* Release: our copy-out is complete before a writer that sees FREE reuses the slot. A CAS, not a
      * store: if another process recovered the slot (it judged us dead), it is not ours to free. */
     uint64_t ours = shmi_word(pos, owner, SHMI_SLOT_READING);
-    if (!atomic_compare_exchange_strong_explicit(&slot_at(ring, pos)->seq, &ours,
-                                                 shmi_word(pos, 0, SHMI_SLOT_FREE),
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return 0;
+    return atomic_compare_exchange_strong_explicit(&slot_at(ring, pos)->seq, &ours,
+                                                   shmi_word(pos, 0, SHMI_SLOT_FREE),
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+int shmi_ring_release(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
+{
+    if (!shmi_ring_release_quiet(ring, pos, owner)) return 0;
     /* Full-queue writers sleep on `space`; the fence in the wake orders our store before its
      * sleeper check (the sleeper side is in shmi_wait). */
     shmi_waitword_wake(&ring->ctrl->space);

@@ -80,8 +80,17 @@ static inline int shmi_word_busy(uint64_t word)
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos,
                     uint64_t *blocker);
 void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos);
+/* A hint: fetch the first lines of pos's slot for writing now, so that the claim of pos does not
+ * wait for them to leave a reader's core (batches call it one message ahead). */
+void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos);
 /* Writer: completes a claimed position with len payload bytes (release), then wakes readers. */
 void shmi_ring_publish(shmi_ring_t *ring, uint64_t pos, uint32_t len);
+/* The two halves of shmi_ring_publish, for batches: complete every message, then wake once. The
+ * wake's seq_cst fence is what a writer pays per publish (it waits for the slot's cache line to
+ * leave the reader's core); a batch pays it once. A writer must wake before it waits for anything:
+ * a reader asleep on messages completed but not announced would otherwise never come. */
+void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len);
+void shmi_ring_wake_readers(shmi_ring_t *ring);
 /* Recovers the slot of a claim whose process is dead (or that its owner gives up), if the slot word
  * still equals `claim`: a WRITING claim becomes FREE (abandoned: readers skip it), a READING claim
  * becomes READY again (restored: another competing reader takes it). Returns 1 if this call did it. */
@@ -107,6 +116,9 @@ int shmi_ring_take(shmi_ring_t *ring, uint32_t owner, size_t cap, shmi_take_t *t
  * slot. 0 if the slot was no longer ours (recovered by a process that judged us dead): the copy may
  * be torn and must be discarded; the message went back to the queue. */
 int shmi_ring_release(shmi_ring_t *ring, uint64_t pos, uint32_t owner);
+/* shmi_ring_release without its wake of full-queue writers: a batch wakes them once at its end
+ * (shmi_waitword_wake(&ring->ctrl->space)). */
+int shmi_ring_release_quiet(shmi_ring_t *ring, uint64_t pos, uint32_t owner);
 /* Competing readers, from housekeeping: recounts the restored messages waiting in the ring and
  * repairs ctrl->restored if a process died between a slot change and its count update. */
 void shmi_ring_audit_restored(shmi_ring_t *ring);

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #define WRITER_SPIN_NS 20000       /* a writer spins this long for room before sleeping */
+#define WRITER_RUN 64              /* a batch claims up to this many positions before filling them */
+#define WRITER_RUN_BYTES 65536     /* or of this many payload bytes */
+#define PREFETCH_AHEAD 8           /* and asks for the slot this many positions ahead meanwhile */
 
 void shmi_writer_init(shmi_writer_t *w)
 {
@@ -89,14 +92,21 @@ int shmi_writer_claim(shmi_writer_t *w, int64_t timeout_ns)
     return rc;
 }
 
-void shmi_writer_publish(shmi_writer_t *w, uint64_t pos, uint32_t len)
+/* Completes the claimed slot at pos without waking readers (see shmi_ring_complete). */
+static void writer_complete(shmi_writer_t *w, uint64_t pos, uint32_t len)
 {
-    /* The count first: the publish is a release, so a reader that gets this message also sees a
+    /* The count first: the completion is a release, so a reader that gets this message also sees a
      * count that includes it. */
     w->sent++;
     atomic_store_explicit(&w->ch.registry.peers[w->index].count, w->sent, memory_order_relaxed);
-    shmi_ring_publish(&w->ch.ring, pos, len);
+    shmi_ring_complete(&w->ch.ring, pos, len);
     if ((w->sent & 1023) == 0) shmi_registry_heartbeat(&w->ch.registry, w->index);
+}
+
+void shmi_writer_publish(shmi_writer_t *w, uint64_t pos, uint32_t len)
+{
+    writer_complete(w, pos, len);
+    shmi_ring_wake_readers(&w->ch.ring);
 }
 
 int shmi_writer_send(shmi_writer_t *w, const void *data, size_t len, int64_t timeout_ns)
@@ -110,28 +120,68 @@ int shmi_writer_send(shmi_writer_t *w, const void *data, size_t len, int64_t tim
     return 0;
 }
 
+/* Completes, in order, the `run` claimed positions of a batch with their payloads. */
+static void writer_fill_run(shmi_writer_t *w, const uint64_t *positions, size_t run,
+                            const unsigned char *data, const uint64_t *lens)
+{
+    for (size_t i = 0; i < run; i++) {
+        if (lens[i]) memcpy(shmi_ring_payload(&w->ch.ring, positions[i]), data, (size_t)lens[i]);
+        data += lens[i];
+    }
+    for (size_t i = 0; i < run; i++) writer_complete(w, positions[i], (uint32_t)lens[i]);
+}
+
 int shmi_writer_send_many(shmi_writer_t *w, const void *data, const uint64_t *lens, size_t count,
                           size_t *sent, int64_t timeout_ns)
 {
     *sent = 0;
     for (size_t i = 0; i < count; i++)
         if (lens[i] > w->ch.geometry.slot_size) return SHMC_EMSGSIZE;
-    uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
+    /* A batch goes in runs: claim up to WRITER_RUN positions, fill them, then complete them all.
+     * Claims are locked instructions, and a locked instruction waits for every earlier store to
+     * leave the core: one message at a time, each claim would wait for the previous completion's
+     * cache line to come back from the reader polling it. In runs, that wait happens once per run.
+     * Readers are woken once per batch (and before every wait), not once per message, and the
+     * clock is read here and again only when a claim has to wait. */
+    const uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
     const unsigned char *next = data;
-    for (size_t i = 0; i < count; i++) {
-        int64_t left = timeout_ns;
-        if (timeout_ns > 0) {
-            uint64_t now = shmi_now_ns();
-            left = now < deadline ? (int64_t)(deadline - now) : 0;
+    uint64_t positions[WRITER_RUN];
+    size_t done = 0, announced = 0;
+    int rc = 0;
+    while (done < count && rc == 0) {
+        size_t run = 0;
+        uint64_t run_bytes = 0; /* large messages go in short runs: readers get the first sooner */
+        while (run < WRITER_RUN && run_bytes < WRITER_RUN_BYTES && done + run < count &&
+               (rc = shmi_writer_claim(w, 0)) == 0) {
+            run_bytes += lens[done + run];
+            positions[run++] = w->claimed_pos;
+            /* The claims' lines come from the reader's core (it read them a lap ago): ask for
+             * the next ones now, so that their transfers overlap instead of one per claim. */
+            if (done + run < count) shmi_ring_prefetch_write(&w->ch.ring, w->claimed_pos + PREFETCH_AHEAD);
         }
-        int rc = shmi_writer_send(w, next, (size_t)lens[i], left);
-        /* The batch's time ran out between two messages: that is a timeout, not "asked not to wait". */
-        if (rc == SHMC_EAGAIN && timeout_ns > 0) rc = SHMC_ETIMEDOUT;
-        if (rc) return rc;
-        next += lens[i];
-        *sent = i + 1;
+        if (run == 0 && rc == SHMC_EAGAIN && timeout_ns != 0) {
+            /* We are about to wait for readers to make room: they must see what we completed. */
+            if (done > announced) {
+                shmi_ring_wake_readers(&w->ch.ring);
+                announced = done;
+            }
+            int64_t left = timeout_ns;
+            if (timeout_ns > 0) {
+                uint64_t now = shmi_now_ns();
+                left = now < deadline ? (int64_t)(deadline - now) : 0;
+            }
+            /* The batch's time ran out between two messages: a timeout, not "asked not to wait". */
+            rc = left == 0 ? SHMC_ETIMEDOUT : shmi_writer_claim(w, left);
+            if (rc == 0) positions[run++] = w->claimed_pos;
+        }
+        if (run && rc == SHMC_EAGAIN) rc = 0; /* the ring filled up mid-run: send what we claimed */
+        writer_fill_run(w, positions, run, next, lens + done);
+        for (size_t i = 0; i < run; i++) next += lens[done + i];
+        done += run;
     }
-    return 0;
+    if (done > announced) shmi_ring_wake_readers(&w->ch.ring);
+    *sent = done;
+    return done == count ? 0 : rc;
 }
 
 void shmi_writer_cancel(shmi_writer_t *w, uint64_t pos)

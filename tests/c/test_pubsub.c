@@ -422,6 +422,37 @@ static void test_recv_many(void)
     CHECK_OK(shmc_pub_close(pub));
 }
 
+/* A lossless batch larger than the room left: the messages that fit go, then the call waits for the
+ * rest (timeout 0: returns at once), and says how many were sent. */
+static void test_send_many_full(void)
+{
+    chan_name_t c = channel("many-full");
+    shmc_pub_t *pub = open_pub(c.name, 8, 64, SHMC_LOSSLESS);
+    shmc_sub_t *sub = open_sub(c.name);
+    uint64_t data[20], lens[20];
+    for (int i = 0; i < 20; i++) {
+        data[i] = (uint64_t)i;
+        lens[i] = 8;
+    }
+    size_t sent = 99, count = 0, rlens[20];
+    CHECK_RC(shmc_pub_send_many(pub, data, lens, 20, &sent, 20 * MS), SHMC_ETIMEDOUT);
+    CHECK(sent == 8); /* a whole ring, published although the call failed */
+    CHECK_RC(shmc_pub_send_many(pub, data + 8, lens + 8, 12, &sent, 0), SHMC_EAGAIN);
+    CHECK(sent == 0);
+    uint64_t got[20];
+    CHECK_OK(shmc_sub_recv_many(sub, got, sizeof got, rlens, 20, &count, 0));
+    CHECK(count == 8);
+    for (int i = 0; i < 8; i++) CHECK(got[i] == (uint64_t)i && rlens[i] == 8);
+    CHECK_OK(shmc_pub_send_many(pub, data + 8, lens + 8, 8, &sent, 0));
+    CHECK(sent == 8);
+    CHECK_OK(shmc_sub_recv_many(sub, got, sizeof got, rlens, 20, &count, 0));
+    CHECK(count == 8);
+    for (int i = 0; i < 8; i++) CHECK(got[i] == (uint64_t)(8 + i));
+    CHECK(pub_stats(pub).sent == 16 && sub_stats(sub).received == 16);
+    CHECK_OK(shmc_sub_close(sub));
+    CHECK_OK(shmc_pub_close(pub));
+}
+
 static void test_publishers(void)
 {
     chan_name_t c = channel("publishers");
@@ -808,6 +839,7 @@ int main(void)
     test_pub_loan();
     test_sub_loan();
     test_recv_many();
+    test_send_many_full();
     test_publishers();
     test_missing_channel();
     test_stats();

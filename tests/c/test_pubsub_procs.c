@@ -3,7 +3,10 @@
  *   - a publisher killed mid-stream: no torn message, publisher_alive drops to 0 (already while
  *     the dead process is a zombie), and a new publisher process is followed by the subscriber;
  *   - a publisher killed between claiming a slot and publishing it: the slot is skipped;
- *   - a lossless publisher whose subscriber is killed does not block: the dead one is reaped.
+ *   - a lossless publisher whose subscriber is killed does not block: the dead one is reaped;
+ *   - batches: two lossless publisher processes send batches of every size from 1 to 150 through a
+ *     16-slot ring (runs of claims cut by a full ring, interleaved with the other publisher), and a
+ *     subscriber that mixes recv_many and recv gets every message of each, intact and in order.
  * Children report through pipes and exit codes; every wait is bounded (timeouts, and an alarm()
  * watchdog that kills a hung process). Counts shrink under ThreadSanitizer or by the factor in
  * SHMC_TEST_SCALE_DOWN. */
@@ -298,6 +301,105 @@ static void test_killed_subscriber_lossless(void)
     printf("killed lossless subscriber: %llu messages sent past it\n", (unsigned long long)arg.count);
 }
 
+/* ------------------------------------------------------------------ batches */
+
+typedef struct batch_source {
+    uint32_t source;
+    uint64_t count;
+} batch_source_t;
+
+/* Child: a lossless publisher that sends `count` messages of source id `source` in batches of
+ * 1, 2, ..., 150, 1, 2, ... messages (one shmc_pub_send_many each), then waits for the parent. */
+static int batch_publisher(int in, int out, void *arg)
+{
+    batch_source_t *b = arg;
+    shmc_pub_t *pub = open_pub(channel_name, 16, SHMC_LOSSLESS);
+    write_byte(out, 'r');
+    char byte;
+    if (!read_byte(in, &byte) || byte != 'g') return 5;
+    enum { MOST = 150 };
+    static uint64_t data[MOST * WORDS_MAX];
+    uint64_t lens[MOST];
+    for (uint64_t seq = 0, size = 1; seq < b->count; size = size % MOST + 1) {
+        size_t n = (size_t)(b->count - seq < size ? b->count - seq : size), used = 0, sent = 0;
+        for (size_t k = 0; k < n; k++) {
+            lens[k] = fill(data + used, b->source, seq + k);
+            used += lens[k] / 8;
+        }
+        int rc = shmc_pub_send_many(pub, data, lens, n, &sent, 10 * SECOND);
+        if (rc || sent != n) {
+            fprintf(stderr, "publisher %u: batch at %llu: %s, %zu of %zu sent\n", b->source,
+                    (unsigned long long)seq, shmc_strerror(rc), sent, n);
+            return 6;
+        }
+        seq += n;
+    }
+    read_byte(in, &byte);
+    CHECK_OK(shmc_pub_close(pub));
+    return 0;
+}
+
+static void test_batches(void)
+{
+    channel_name = unique_name("procs-batches");
+    /* The channel exists before the publishers, with the subscriber attached: nothing is missed. */
+    shmc_pub_t *keeper = open_pub(channel_name, 16, SHMC_LOSSLESS);
+    shmc_sub_t *sub = open_sub(channel_name);
+    batch_source_t sources[2] = {{1, scaled(60000)}, {2, scaled(60000)}};
+    link_t links[2];
+    pid_t kids[2];
+    char byte;
+    for (int i = 0; i < 2; i++) {
+        kids[i] = spawn(batch_publisher, &sources[i], &links[i]);
+        CHECK(read_byte(links[i].to_parent[0], &byte) && byte == 'r');
+    }
+    for (int i = 0; i < 2; i++) write_byte(links[i].to_child[1], 'g');
+
+    uint64_t next[3] = {0, 0, 0}, total = sources[0].count + sources[1].count, got = 0, calls = 0;
+    static uint64_t buf[40 * WORDS_MAX];
+    size_t lens[40];
+    while (got < total) {
+        size_t count = 0, max = 1 + (size_t)(calls++ % 40);
+        int rc;
+        if (calls % 3 == 0) { /* a plain receive now and then */
+            rc = shmc_sub_recv(sub, buf, 8 * WORDS_MAX, &lens[0], 10 * SECOND);
+            count = rc == 0;
+        } else {
+            rc = shmc_sub_recv_many(sub, buf, sizeof buf, lens, max, &count, 10 * SECOND);
+        }
+        if (rc) {
+            fprintf(stderr, "subscriber: after %llu messages: %s\n", (unsigned long long)got,
+                    shmc_strerror(rc));
+            CHECK(0);
+            break;
+        }
+        const unsigned char *at = (const unsigned char *)buf;
+        for (size_t k = 0; k < count; k++) {
+            uint64_t tag = check_intact(at, lens[k]);
+            uint32_t source = tag_source(tag);
+            CHECK(source == 1 || source == 2);
+            if (source != 1 && source != 2) break;
+            CHECK(tag_seq(tag) == next[source]); /* each publisher's messages, in order, none lost */
+            next[source] = tag_seq(tag) + 1;
+            at += lens[k];
+        }
+        got += count;
+    }
+    CHECK(next[1] == sources[0].count && next[2] == sources[1].count);
+    shmc_stats_t s = sub_stats(sub);
+    CHECK(s.dropped == 0);
+    for (int i = 0; i < 2; i++) {
+        write_byte(links[i].to_child[1], 'q');
+        CHECK(wait_child(kids[i]) == 0);
+        unlink_pipes(&links[i]);
+    }
+    CHECK_OK(shmc_sub_close(sub));
+    CHECK_OK(shmc_pub_close(keeper));
+    CHECK(!segment_exists(channel_name));
+    printf("batches: 2 publishers x %llu messages in batches of 1..150 through 16 slots, all in order\n",
+           (unsigned long long)sources[0].count);
+}
+
 int main(void)
 {
     scale_init(2, 1000);
@@ -307,5 +409,6 @@ int main(void)
     test_killed_publisher_and_restart();
     test_killed_claimant();
     test_killed_subscriber_lossless();
+    test_batches();
     return test_result("pubsub_procs");
 }
