@@ -46,6 +46,20 @@ static void help_head(shmi_ring_t *ring, uint64_t from)
                                             memory_order_acq_rel, memory_order_relaxed);
 }
 
+/* Claims pos, whose slot word was `word` (free for pos): 1 if the CAS won. */
+static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64_t pos, uint32_t owner)
+{
+    /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
+     * every reader access that preceded the publication of the slot we overwrite. */
+    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word(pos, owner, SHMI_SLOT_WRITING),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    /* Seqlock writer side: the "writing" word must be visible before any payload byte. */
+    atomic_thread_fence(memory_order_release);
+    help_head(ring, pos);
+    return 1;
+}
+
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos_out,
                     uint64_t *blocker)
 {
@@ -85,18 +99,30 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
             free_slot = 1;
         }
         if (!free_slot) return SHMC_EBADSEG;
-        /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
-         * every reader access that preceded the publication of the slot we overwrite. */
-        if (atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word(pos, owner, SHMI_SLOT_WRITING),
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            /* Seqlock writer side: the "writing" word must be visible before any payload byte. */
-            atomic_thread_fence(memory_order_release);
-            help_head(ring, pos);
+        if (take_slot(ring, slot, word, pos, owner)) {
             *pos_out = pos;
             return 0;
         }
     }
     return SHMC_EBADSEG;
+}
+
+int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t pos)
+{
+    if (pos >= limit) return 0;
+    shmi_slot_t *slot = slot_at(ring, pos);
+    uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    if (word == 0) {
+        if (pos >= ring->num_slots) return 0;
+    } else {
+        /* Free for pos: done with pos - num_slots. Anything else goes the general way. */
+        if (shmi_word_pos(word) + ring->num_slots != pos) return 0;
+        uint32_t state = shmi_word_state(word);
+        if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING) return 0;
+        if (ring->competing && state == SHMI_SLOT_READY) return 0;
+    }
+    /* A claim of pos by another writer changed the word since our load: the CAS fails. */
+    return take_slot(ring, slot, word, pos, owner);
 }
 
 void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len)

@@ -79,6 +79,10 @@ static inline int shmi_word_busy(uint64_t word)
  * inconsistent (a corrupt segment). */
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos,
                     uint64_t *blocker);
+/* Writer, in a batch: claims pos, the position right after its last claim, if it is below `limit`
+ * and plainly free (no head to read, no other writer to help). 1 if claimed; 0 means "use
+ * shmi_ring_claim", which knows every other case. */
+int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t pos);
 void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos);
 /* A hint: fetch the first lines of pos's slot for writing now, so that the claim of pos does not
  * wait for them to leave a reader's core (batches call it one message ahead). */

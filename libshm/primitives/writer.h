@@ -25,6 +25,7 @@ typedef struct shmi_writer {
     uint64_t blocker;     /* slot word of a claim by another process we wait behind, 0 if none */
     uint64_t next_slow_check; /* shmi_now_ns() of the next reap */
     uint64_t claimed_pos; /* result of the last successful claim */
+    uint64_t claim_limit; /* the bound of that claim (lossless: slowest cursor + num_slots) */
 } shmi_writer_t;
 
 /* Opens `ch` as a keeper (see shmi_keeper_open) and sets the writer up. */

@@ -48,7 +48,7 @@ def test_c_unit_and_concurrent_suites(c_build: Path) -> None:
 @pytest.mark.timeout(420)
 def test_c_suites_under_address_and_undefined_behavior_sanitizers(tmp_path_factory: pytest.TempPathFactory) -> None:
     build = meson_build(tmp_path_factory.mktemp("c_asan"),
-                        ["-Db_sanitize=address,undefined", "-Db_lundef=false", "-Dbuildtype=debug"])
+                        ["-Db_sanitize=address,undefined", "-Db_lundef=false", "-Dbuildtype=debug", "-Db_lto=false"])
     linked = linked_sanitizers(build / "tests" / "c" / "test_pubsub")
     assert "libasan" in linked and "libubsan" in linked, f"not a sanitizer build:\n{linked}"
     env = {"ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=1",
@@ -60,7 +60,7 @@ def test_c_suites_under_address_and_undefined_behavior_sanitizers(tmp_path_facto
 @pytest.mark.timeout(420)
 def test_concurrent_suite_under_thread_sanitizer(tmp_path_factory: pytest.TempPathFactory) -> None:
     build = meson_build(tmp_path_factory.mktemp("c_tsan"),
-                        ["-Db_sanitize=thread", "-Db_lundef=false", "-Dbuildtype=debug"])
+                        ["-Db_sanitize=thread", "-Db_lundef=false", "-Dbuildtype=debug", "-Db_lto=false"])
     assert "libtsan" in linked_sanitizers(build / "tests" / "c" / "test_ring"), "not a TSan build"
     env = {"TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1"}
     proc = meson_test(build, ["--suite", "concurrent"], env, timeout=300)
