@@ -7,7 +7,7 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import _binding as b
 from .errors import SHMClosedError, SHMTypeError, SHMValueError
@@ -72,8 +72,10 @@ class Endpoint:
         self.name = name
         self._handle = None
         self._busy = 0
-        self._last_timeout: Any = None  # the last timeout converted, and its value in ns
-        self._last_ns = -1
+        # The last timeout converted and its value in ns, as one tuple so a reader never pairs one
+        # call's timeout with another's ns. Hot paths read it inline: `ns = last[1] if timeout is
+        # last[0] else self._ns(timeout)`.
+        self._last: Tuple[Any, int] = (None, -1)
         self._waiting_thread = 0  # the thread inside _call_waiting, 0 if none
         self._close_done = False
         _live.add(self)
@@ -81,10 +83,11 @@ class Endpoint:
     def _ns(self, timeout: Optional[float]) -> int:
         """timeout_to_ns, remembered: loops pass the same timeout object every call, and the
         conversion with its checks costs more than the C call it guards."""
-        if timeout is self._last_timeout:
-            return self._last_ns
+        last = self._last
+        if timeout is last[0]:
+            return last[1]
         ns = timeout_to_ns(timeout)
-        self._last_timeout, self._last_ns = timeout, ns
+        self._last = (timeout, ns)
         return ns
 
     # -- life cycle --------------------------------------------------------------------------

@@ -1,51 +1,35 @@
 """The send and receive halves every endpoint shares, written once: bytes-like payloads in, one C call
 per message on the fast path, waiting in slices, the endpoint's own receive buffer, serialization,
-batches, and the errors with what to do about them. Publisher/Pusher/Requester send with
-:class:`Sender`; Subscriber/Puller/Replier receive with :class:`Receiver`."""
+batches, and the errors with what to do
+about them. Publisher/Pusher/Pair send with :class:`Sender`; Subscriber/Puller/Pair/Replier/Requester
+receive with :class:`Receiver`."""
 
 from __future__ import annotations
 
 import time
+import types
 from array import array
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, cast
 
 from . import _binding as b
+from ._buffers import REFUSED, as_buffer, buffer_error
 from ._endpoint import Endpoint, check_int, check_name, timeout_to_ns
-from .errors import (SHMBufferFullError, SHMClosedError, SHMError, SHMSerializationError,
-                     SHMTimeoutError, SHMTypeError, SHMValueError)
+from .errors import (SHMBufferFullError, SHMClosedError, SHMError, SHMSerializationError, SHMTimeoutError, SHMTypeError, SHMValueError)
 from .log import logger
 from .serialize import codec
 
 ffi, lib = b.ffi, b.lib
+_from_buffer = ffi.from_buffer
 
-_EAGAIN, _ETIMEDOUT = b.EAGAIN, b.ETIMEDOUT
+_EAGAIN, _ETIMEDOUT, _ETRUNC = b.EAGAIN, b.ETIMEDOUT, b.ETRUNC
+# Batch buffers that C fills: no need to zero them first (ffi.new would, at every call).
+_uninitialized = ffi.new_allocator(should_clear_after_alloc=False)
+_F = TypeVar("_F", bound=Callable[..., Any])
+# recv_into a bytearray smaller than this: the message goes through the own buffer (two copies), which
+# measured faster than one copy through ffi.from_buffer up to about 16 KiB (docs/performance.md's
+# machine: 1.6 against 2.1 us at 64 B, equal at 16 KiB, 9.6 against 11.1 us at 64 KiB).
+SMALL_BYTEARRAY = 16384
 MODES = {0o600: 0, 0o660: lib.SHMC_SHARE_GROUP, 0o666: lib.SHMC_SHARE_ALL}
-
-def as_buffer(payload: Any) -> Any:
-    """A cdata view of any C-contiguous bytes-like object (bytes, bytearray, memoryview, numpy)."""
-    try:
-        return ffi.from_buffer(payload)
-    except TypeError:
-        raise SHMTypeError(
-            f"send_bytes needs a bytes-like object (bytes, bytearray, memoryview, numpy array), not "
-            f"{type(payload).__name__}; use send() to serialize other objects"
-        ) from None
-    except ValueError as exc:
-        raise SHMValueError(f"send_bytes needs a C-contiguous buffer ({exc}); pass numpy.ascontiguousarray(x)") from None
-
-
-def writable_nbytes(buffer: Any) -> int:
-    """The size in bytes of a writable, C-contiguous buffer; a clear error for anything else."""
-    try:
-        view = memoryview(buffer)
-    except TypeError:
-        raise SHMTypeError(f"recv_into needs a writable buffer, not {type(buffer).__name__}") from None
-    if view.readonly:
-        raise SHMTypeError(f"recv_into needs a writable buffer; this {type(buffer).__name__} is read-only")
-    if not view.c_contiguous:
-        raise SHMValueError("recv_into needs a C-contiguous buffer; pass numpy.ascontiguousarray(x)")
-    return view.nbytes
-
 
 def check_geometry(num_slots: Any, slot_size: Any, max_peers: Any, mode: Any) -> None:
     check_int(num_slots, "num_slots", 2, 1 << 24)
@@ -118,6 +102,13 @@ class Channel(Endpoint):
     slot_size: int
     timeout_connect: float
 
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        # Out-parameters of the hot calls, allocated once (ffi.new costs more than the C call):
+        # messages sent by a batch, and the size or count of what a receive got.
+        self._sent = ffi.new("size_t *")
+        self._got = ffi.new("size_t *")
+
     def _serialize(self, data: Any) -> bytes:
         try:
             return self._dumps(data)
@@ -173,6 +164,19 @@ class Channel(Endpoint):
         return s
 
 
+def with_block_default(method: _F, block: bool, qualname: str, doc: str) -> _F:
+    """``method`` (a Sender method with a ``block`` keyword) again, with another default for
+    ``block`` and its own docstring: the same code object, so a class keeps its documented default
+    (Publisher: False, Pusher: True) while its hot path stays one Python frame per call."""
+    function: Any = method
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+    copy.__kwdefaults__ = {**function.__kwdefaults__, "block": block}
+    copy.__annotations__ = dict(function.__annotations__)
+    copy.__module__, copy.__qualname__, copy.__doc__ = function.__module__, qualname, doc
+    return cast(_F, copy)
+
+
 class Sender(Channel):
     """Sending half. Subclasses set ``_try_send`` (handle, buf, len), ``_send`` (handle, buf, len,
     timeout_ns), ``_send_many`` (handle, data, lens, count, sent*, timeout_ns), ``_dumps``,
@@ -185,25 +189,36 @@ class Sender(Channel):
     _send: Any
     _send_many: Any
 
-    def _send_payload(self, payload: Any, block: bool, timeout: Optional[float]) -> bool:
-        """Sends a bytes-like object with one copy; every line costs on this hot path."""
+    def send_bytes(self, payload: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Queues a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
+        # The hot path: each line here costs about a tenth of the C call, so there are few of them.
         # bytes go to C as they are; other buffers through ffi.from_buffer (which costs ~0.5 us).
         buf = payload if payload.__class__ is bytes else as_buffer(payload)
-        size = len(buf)
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = self._ns(timeout) if block else 0  # validated before anything is sent
+        if block:  # the timeout is validated before anything is sent
+            last = self._last
+            ns = last[1] if timeout is last[0] else self._ns(timeout)
+        else:
+            ns = 0
         # First without waiting, whatever `block` says: the common case costs one C call.
         self._busy += 1
-        rc = self._try_send(handle, buf, size)
+        rc = self._try_send(handle, buf, len(buf))
         self._busy -= 1
+        if rc:
+            self._send_waiting(rc, buf, ns, timeout)
+        return True
+
+    def _send_waiting(self, rc: int, buf: Any, ns: int, timeout: Optional[float]) -> None:
+        """send_bytes after a first try that failed: waits up to ns for room if the channel was full,
+        then raises what went wrong."""
+        size = len(buf)
         if rc == _EAGAIN and ns:
             send = self._send
             rc = self._call_waiting(lambda h, t: send(h, buf, size, t), ns)
         if rc:
             self._send_failed(rc, size, timeout)
-        return True
 
     def _send_many_payloads(self, payloads: Sequence[Any], block: bool, timeout: Optional[float]) -> int:
         try:
@@ -216,30 +231,68 @@ class Sender(Channel):
         count = len(lengths)
         if count == 0:
             return 0
-        lens = ffi.from_buffer("uint64_t[]", lengths)
-        dbuf = ffi.from_buffer(data)
-        sent = ffi.new("size_t *")
-        send_many = self._send_many
-        ns = timeout_to_ns(timeout) if block else 0
-        done = [0, 0]  # messages and bytes sent so far, across the slices of a long wait
+        return self._send_batch(ffi.from_buffer(data), count, ffi.from_buffer("uint64_t[]", lengths), 0,
+                                block, timeout)
+
+    def _send_batch(self, dbuf: Any, count: int, lens: Any, size: int, block: bool,
+                    timeout: Optional[float]) -> int:
+        """Sends ``count`` messages packed back to back in ``dbuf``. ``lens`` holds one uint64 size per
+        message, or, when ``size`` > 0, that size repeated: a window for at most len(lens) messages a
+        C call. Each call first tries without waiting; a long wait goes on in slices from where the
+        last one stopped. On failure the exception carries ``.sent``."""
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        ns = self._ns(timeout) if block else 0
+        deadline = time.monotonic_ns() + ns if ns > 0 else 0
+        send_many, sent = self._send_many, self._sent
+        window = len(lens) if size else count
+        done = 0
+        while True:
+            todo = min(window, count - done)
+            chunk = dbuf + done * size if size else dbuf
+            self._busy += 1
+            rc = send_many(handle, chunk, lens, todo, sent, 0)
+            self._busy -= 1
+            k = int(sent[0])
+            if rc == _EAGAIN and ns:
+                left = -1 if ns < 0 else max(0, deadline - time.monotonic_ns())
+                rc, k = self._send_rest_waiting(chunk, lens, size, todo, k, left)
+            done += k
+            if rc or done == count:
+                break
+            if self._handle is None:  # closed between two windows (size > 0, more than len(lens))
+                raise self._closed_error()
+        if rc:
+            if rc == _EAGAIN and block:
+                rc = _ETIMEDOUT  # the time ran out between messages: a timeout, not "full"
+            largest = (size or max(ffi.unpack(lens, count))) if rc == b.EMSGSIZE else 0
+            try:
+                self._send_failed(rc, largest, timeout)
+            except SHMError as exc:
+                exc.sent = done  # type: ignore[attr-defined]
+                raise
+        return count
+
+    def _send_rest_waiting(self, chunk: Any, lens: Any, size: int, todo: int, done: int,
+                           ns: int) -> Tuple[int, int]:
+        """Waits (in slices, up to ns) to send the rest of a chunk whose first ``done`` messages went
+        out: (the return code, how many of the chunk were sent in all)."""
+        send_many, sent = self._send_many, self._sent
+        progress = [done, done * size if size else sum(ffi.unpack(lens, done))]  # messages, bytes
 
         def send_rest(handle: Any, slice_ns: int) -> int:
             # A slice that times out has sent some messages already: the next one goes on from
             # there (starting over would send those again).
-            rc: int = send_many(handle, dbuf + done[1], lens + done[0], count - done[0], sent, slice_ns)
-            n = int(sent[0])
-            done[1] += sum(lengths[done[0]:done[0] + n])
-            done[0] += n
+            n, offset = progress
+            rc: int = send_many(handle, chunk + offset, lens if size else lens + n, todo - n, sent, slice_ns)
+            k = int(sent[0])
+            progress[0] = n + k
+            progress[1] = offset + (k * size if size else sum(ffi.unpack(lens + n, k)))
             return rc
 
         rc = self._call_waiting(send_rest, ns)
-        if rc:
-            try:
-                self._send_failed(rc, max(lengths), timeout)
-            except SHMError as exc:
-                exc.sent = done[0]  # type: ignore[attr-defined]
-                raise
-        return count
+        return rc, progress[0]
 
     def _full_message(self) -> str:
         return f"channel {self.name!r} is full"
@@ -256,18 +309,22 @@ class Sender(Channel):
 
 
 class Receiver(Channel):
-    """Receiving half, on the endpoint's own C buffer. Subclasses set ``_next`` (handle, timeout_ns)
-    -> size or error, ``_buffer_fn`` (handle, void**, size_t*), ``_recv_many`` (handle, buf, cap,
-    lens, max, count*, timeout_ns) and ``_loads``."""
+    """Receiving half. Subclasses set ``_next`` (handle, timeout_ns) -> size or error, into the
+    endpoint's own C buffer; ``_buffer_fn`` (handle, void**, size_t*), which maps that buffer;
+    ``_recv`` (handle, buf, cap, len*, timeout_ns), which receives into a buffer of the caller's;
+    ``_recv_many`` (handle, buf, cap, lens, max, count*, timeout_ns), or None where batches make no
+    sense; and ``_loads``."""
 
     _loads: Callable[[Any], Any]
     serialization: str
     _next: Any
     _buffer_fn: Any
+    _recv: Any
     _recv_many: Any
     _cap: int
     _buffer: Any
-    _pending: Optional[bytes] = None  # a message recv_into could not fit, delivered next
+    _pending: Optional[bytes] = None  # a message a buffer of the caller's could not hold, delivered next
+    _batch: Optional[Tuple[int, int, Any, Any, Any]] = None  # recv_many_bytes' (max, cap, buf, lens, view)
 
     def _refresh_buffer(self) -> None:
         """Maps the endpoint's own C receive buffer (it moves only when a restarted keeper uses
@@ -279,25 +336,33 @@ class Receiver(Channel):
         self._buffer = ffi.buffer(pointer[0], self._cap)
 
     def _receive(self, fn: Any, timeout: Optional[float]) -> Optional[int]:
-        """One message into the C buffer with fn: its size, or None on timeout.
+        """One message into the own C buffer with fn: its size, or None on timeout.
         Every line here costs on this hot path: keep it lean."""
         handle = self._handle
         if handle is None:
             raise self._closed_error()
-        ns = self._ns(timeout)  # validates, also when a message is ready
+        last = self._last
+        ns = last[1] if timeout is last[0] else self._ns(timeout)  # validated, also when a message is ready
         self._busy += 1
         n: int = fn(handle, 0)  # first without waiting: the common case costs one C call
         self._busy -= 1
-        if n == _EAGAIN and ns:
-            n = self._call_waiting(fn, ns)
-        if n >= 0:
-            if n > self._cap:
-                self._refresh_buffer()
-            return n
-        if n == _EAGAIN or n == _ETIMEDOUT:
-            return None
-        self._receive_failed(n)
-        return None
+        if n < 0 or n > self._cap:
+            return self._received_late(fn, n, ns)
+        return n
+
+    def _received_late(self, fn: Any, n: int, ns: int) -> Optional[int]:
+        """_receive after a first try that got nothing (n < 0: waits up to ns, or raises what went
+        wrong), or a message larger than the own buffer as last mapped (it grew: map it again)."""
+        if n < 0:
+            if n == _EAGAIN and ns:
+                n = self._call_waiting(fn, ns)
+            if n < 0:
+                if n != _EAGAIN and n != _ETIMEDOUT:
+                    self._receive_failed(n)
+                return None
+        if n > self._cap:
+            self._refresh_buffer()
+        return n
 
     def _receive_failed(self, rc: int) -> None:
         if rc in (b.EAGAIN, b.ETIMEDOUT):
@@ -329,51 +394,152 @@ class Receiver(Channel):
         """The next message as bytes; None on timeout."""
         if self._pending is not None:
             return self._take_pending()
-        n = self._receive(self._next, timeout)
-        return None if n is None else self._buffer[0:n]
+        # _receive, written out: the hottest receive saves a Python call.
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        last = self._last
+        ns = last[1] if timeout is last[0] else self._ns(timeout)
+        self._busy += 1
+        size: int = self._next(handle, 0)
+        self._busy -= 1
+        if size < 0 or size > self._cap:
+            late = self._received_late(self._next, size, ns)
+            if late is None:
+                return None
+            size = late
+        message: bytes = self._buffer[0:size]
+        return message
 
     def recv_into(self, buffer: Any, timeout: Optional[float] = None) -> Optional[int]:
         """Copies the next message into a writable buffer (bytearray, memoryview, numpy array) and
-        returns its size; None on timeout. If the buffer is too small, ValueError is raised and the
-        message is kept: the next receive returns it."""
-        capacity = len(buffer) if buffer.__class__ is bytearray else writable_nbytes(buffer)
-        if self._pending is not None:
-            source: Any = self._pending
-            n = len(source)
-        else:
-            received = self._receive(self._next, timeout)
-            if received is None:
+        returns its size; None on timeout. One copy, from the channel straight into ``buffer``. If
+        the buffer is too small, ValueError is raised and the message is kept: the next receive
+        returns it."""
+        if buffer.__class__ is bytearray and len(buffer) < SMALL_BYTEARRAY:
+            # Into the own buffer, then copied out: two C calls that convert few arguments and no
+            # cffi object for the bytearray cost less than the second copy of so few bytes.
+            if self._pending is not None and self._handle is not None:
+                return self._deliver_into(buffer, self._take_pending(), "recv_into")
+            size = self._receive(self._next, timeout)
+            if size is None:
                 return None
-            n, source = received, self._buffer
-        if n > capacity:
-            self._pending = bytes(source[0:n])
-            raise SHMValueError(f"recv_into: the message has {n} bytes but the buffer only {capacity}; "
-                                "it is kept and returned by the next receive")
-        ffi.memmove(buffer, source, n)
-        self._pending = None
+            if size > len(buffer):
+                return self._deliver_into(buffer, self._buffer[0:size], "recv_into")  # keeps it, raises
+            ffi.memmove(buffer, self._buffer, size)
+            return size
+        try:
+            target = _from_buffer(buffer, require_writable=True)
+        except REFUSED:
+            raise buffer_error(buffer, "recv_into", True) from None
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        if self._pending is not None:
+            return self._deliver_into(target, self._take_pending(), "recv_into")
+        last = self._last
+        ns = last[1] if timeout is last[0] else self._ns(timeout)
+        got = self._got
+        self._busy += 1
+        rc = self._recv(handle, target, len(target), got, 0)  # first without waiting
+        self._busy -= 1
+        if rc:
+            return self._recv_into_waiting(rc, target, ns, timeout)
+        n: int = got[0]
+        return n
+
+    def _recv_into_waiting(self, rc: int, target: Any, ns: int, timeout: Optional[float]) -> Optional[int]:
+        """recv_into after a first try that got nothing: waits up to ns; a message too large for the
+        buffer is kept (see _keep_too_large)."""
+        got, cap = self._got, len(target)
+        if rc == _EAGAIN and ns:
+            recv = self._recv
+            rc = self._call_waiting(lambda h, t: recv(h, target, cap, got, t), ns)
+        if rc == 0:
+            n: int = got[0]
+            return n
+        if rc == _ETRUNC:
+            message = self._keep_too_large(timeout)
+            return None if message is None else self._deliver_into(target, message, "recv_into")
+        if rc != _EAGAIN and rc != _ETIMEDOUT:
+            self._receive_failed(rc)
+        return None
+
+    def _keep_too_large(self, timeout: Optional[float]) -> Optional[bytes]:
+        """After SHMC_ETRUNC (the next message does not fit a caller's buffer; C left it queued):
+        takes it into the own buffer now, so it is kept even if a publisher laps it (overwrite mode)
+        before the next receive. Returns the next message (another one if a competing Puller or
+        Replier took that one meanwhile), or None if none came within ``timeout``."""
+        n = self._receive(self._next, timeout)
+        return None if n is None else self._buffer[0:n]
+
+    def _deliver_into(self, target: Any, message: bytes, what: str) -> int:
+        """Copies a message taken out of turn into ``target``; if it does not fit, keeps it for the
+        next receive and raises."""
+        n = len(message)
+        if n > len(target):
+            self._pending = message
+            raise SHMValueError(f"{what}: the next message on {self.name!r} has {n} bytes but the buffer only "
+                                f"{len(target)}; it is kept and returned by the next receive (pass a buffer of "
+                                f"at least {n} bytes)")
+        ffi.memmove(target, message, n)
         return n
 
     def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         """Up to ``max_messages`` messages in one call; waits up to ``timeout`` for the first only.
         An empty list on timeout."""
         check_int(max_messages, "max_messages", 1, 1 << 20)
-        cap = self._cap * max_messages
-        cbuf = ffi.new("char[]", cap)
-        lens = ffi.new("size_t[]", max_messages)
-        count = ffi.new("size_t *")
-        recv_many = self._recv_many
-        rc = self._call_waiting(lambda h, t: recv_many(h, cbuf, cap, lens, max_messages, count, t),
-                                timeout_to_ns(timeout))
-        if rc:
-            self._receive_failed(rc)
+        if self._pending is not None:
+            if self._handle is None:
+                raise self._closed_error()
+            return [self._take_pending()]  # a message recv_into could not fit comes first
+        batch = self._batch
+        if batch is None or batch[0] != max_messages or batch[1] != self._cap:
+            # Kept for the next call (most callers use one batch size): C fills it, no zeroing.
+            cap = self._cap * max_messages
+            cbuf = _uninitialized("char[]", cap)
+            batch = self._batch = (max_messages, self._cap, cbuf, ffi.new("size_t[]", max_messages),
+                                   ffi.buffer(cbuf, cap))
+        _, _, cbuf, lens, data = batch
+        rc = self._receive_batch(cbuf, len(data), lens, max_messages, timeout)
+        if rc <= 0:
+            if rc == _ETRUNC:  # a restarted keeper's larger first message: alone, into the own buffer
+                n = self._receive(self._next, 0)
+                return [] if n is None else [self._buffer[0:n]]
             return []
-        sizes = ffi.unpack(lens, count[0])
-        data = ffi.buffer(cbuf, sum(sizes))[:]  # one copy out of C, then slices of it
-        out, offset = [], 0
-        for size in sizes:
-            out.append(data[offset:offset + size])
-            offset += size
+        if rc == 1:
+            return [data[0:lens[0]]]
+        out = []
+        offset = 0
+        for size in ffi.unpack(lens, rc):
+            end = offset + size
+            out.append(data[offset:end])
+            offset = end
         return out
+
+    def _receive_batch(self, cbuf: Any, cap: int, lens: Any, max_messages: int, timeout: Optional[float]) -> int:
+        """Up to max_messages messages into cbuf[cap], their sizes in lens; waits up to timeout for the
+        first. Returns how many (> 0), 0 on timeout, or SHMC_ETRUNC if the first does not fit (it
+        stays queued, its size in lens[0]); raises other errors."""
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        last = self._last
+        ns = last[1] if timeout is last[0] else self._ns(timeout)
+        recv_many, count = self._recv_many, self._got
+        self._busy += 1
+        rc: int = recv_many(handle, cbuf, cap, lens, max_messages, count, 0)  # first without waiting
+        self._busy -= 1
+        if rc == _EAGAIN and ns:
+            rc = self._call_waiting(lambda h, t: recv_many(h, cbuf, cap, lens, max_messages, count, t), ns)
+        if rc == 0:
+            n: int = count[0]
+            return n
+        if rc == _ETRUNC:
+            return rc
+        if rc != _EAGAIN and rc != _ETIMEDOUT:
+            self._receive_failed(rc)
+        return 0
 
     def recv_many(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[Any]:
         """Like :meth:`recv_many_bytes`, deserialized."""

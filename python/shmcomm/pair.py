@@ -118,6 +118,7 @@ class Pair(Sender, Receiver):
         self._try_send = lib.shmc_pair_try_write
         self._send_many = lib.shmc_pair_write_many
         self._next = lib.shmc_pair_next
+        self._recv = lib.shmc_pair_read
         self._buffer_fn = lib.shmc_pair_buffer
         self._recv_many = lib.shmc_pair_read_many
         self._cap, self._buffer = 0, b""
@@ -171,7 +172,7 @@ class Pair(Sender, Receiver):
         """Serializes ``data`` and queues it for the remote. While the queue is full (the remote is
         slow or absent), waits up to ``timeout`` seconds (None: forever) then raises
         :class:`SHMTimeoutError`. Raises :class:`SHMPeerDeadError` as ``disconnect_behavior`` says."""
-        self._send_payload(self._serialize(data), True, timeout)
+        self.send_bytes(self._serialize(data), block=True, timeout=timeout)
 
     def read(self, timeout: Optional[float] = 1.0) -> Any:
         """The remote's next message, deserialized. Waits up to ``timeout`` seconds (default 1 s, as
@@ -198,11 +199,9 @@ class Pair(Sender, Receiver):
 
     def send(self, data: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Serializes and queues ``data``; ``block=False`` raises SHMBufferFullError on a full queue."""
-        return self._send_payload(self._serialize(data), block, timeout)
+        return self.send_bytes(self._serialize(data), block=block, timeout=timeout)
 
-    def send_bytes(self, payload: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Queues a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
-        return self._send_payload(payload, block, timeout)
+    # send_bytes(payload, *, block=True, timeout=None): Sender's.
 
     def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = True,
                         timeout: Optional[float] = None) -> int:

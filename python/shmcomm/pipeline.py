@@ -46,11 +46,9 @@ class Pusher(Sender):
         """Serializes ``data`` and queues it. While the queue is full, waits up to ``timeout`` seconds
         (None: forever; then :class:`SHMTimeoutError`), or raises :class:`SHMBufferFullError` at once
         with ``block=False``. Returns True once queued."""
-        return self._send_payload(self._serialize(data), block, timeout)
+        return self.send_bytes(self._serialize(data), block=block, timeout=timeout)
 
-    def send_bytes(self, payload: Any, *, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Queues a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
-        return self._send_payload(payload, block, timeout)
+    # send_bytes(payload, *, block=True, timeout=None): Sender's, the same waiting as send().
 
     def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = True,
                         timeout: Optional[float] = None) -> int:
@@ -99,6 +97,7 @@ class Puller(Receiver):
         super().__init__(name)
         self._open_follower("pull", "Pusher", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_pull_next
+        self._recv = lib.shmc_pull_recv
         self._buffer_fn = lib.shmc_pull_buffer
         self._recv_many = lib.shmc_pull_recv_many
         self._refresh_buffer()

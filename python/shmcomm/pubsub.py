@@ -8,12 +8,15 @@ import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _binding as b
-from ._endpoint import check_int, timeout_to_ns
-from ._io import Receiver, Sender
+from ._endpoint import check_int
+from ._io import Receiver, Sender, with_block_default
 from .errors import SHMClosedError, SHMError, SHMStaleViewError
 from .log import logger
 
 ffi, lib = b.ffi, b.lib
+_EAGAIN = b.EAGAIN
+_pub_loan, _pub_commit = lib.shmc_pub_loan, lib.shmc_pub_commit
+_sub_loan, _sub_release = lib.shmc_sub_loan, lib.shmc_sub_release
 
 
 def _stats_dict(s: Any) -> Dict[str, Any]:
@@ -33,13 +36,14 @@ class PublisherLoan:
     """A slot lent by :meth:`Publisher.loan`: fill ``data`` in place, then ``commit()``. As a context
     manager it commits on success and gives the slot back unpublished on an exception."""
 
+    __slots__ = ("_publisher", "_nbytes", "_raw", "data")
+
     def __init__(self, publisher: "Publisher", pointer: Any, nbytes: int) -> None:
         self._publisher = publisher
         self._nbytes = nbytes
-        raw = ffi.buffer(pointer, nbytes)
-        self._raw: Any = raw
+        raw = self._raw = ffi.buffer(pointer, nbytes)
         self.data: Optional[memoryview] = memoryview(raw)
-        publisher._exports.append(weakref.ref(raw))
+        _export(publisher, raw)
 
     def numpy(self, dtype: Any = "uint8", shape: Any = None) -> Any:
         """A writable numpy array viewing the slot (no copy)."""
@@ -55,20 +59,42 @@ class PublisherLoan:
         return self.data
 
     def _finish(self) -> Any:
-        self._view()
+        """Ends the loan on the Python side; the publisher's handle, for the C call that ends it."""
+        if self.data is None:
+            raise SHMClosedError("this loan was already committed or cancelled", b.ECLOSED)
         self.data = self._raw = None
-        return self._publisher._require()
+        publisher = self._publisher
+        publisher._loan = None
+        handle = publisher._handle
+        if handle is None:
+            raise publisher._closed_error()
+        return handle
 
     def commit(self, nbytes: Optional[int] = None) -> None:
         """Publishes the first ``nbytes`` bytes (all of them by default)."""
-        n = self._nbytes if nbytes is None else check_int(nbytes, "nbytes", 0, self._nbytes)
-        b.check(lib.shmc_pub_commit(self._finish(), n), f"commit on {self._publisher.name!r}")
-        self._publisher._loan = None
+        if nbytes is None:
+            n = self._nbytes
+        elif nbytes.__class__ is int and 0 <= nbytes <= self._nbytes:
+            n = nbytes
+        else:
+            n = check_int(nbytes, "nbytes", 0, self._nbytes)  # raises what is wrong with it
+        handle = self._finish()
+        publisher = self._publisher
+        publisher._busy += 1
+        rc = _pub_commit(handle, n)
+        publisher._busy -= 1
+        if rc:
+            b.raise_error(rc, f"commit on {publisher.name!r}")
 
     def cancel(self) -> None:
         """Gives the slot back unpublished (subscribers count its position as dropped)."""
-        b.check(lib.shmc_pub_cancel(self._finish()), f"cancel on {self._publisher.name!r}")
-        self._publisher._loan = None
+        handle = self._finish()
+        publisher = self._publisher
+        publisher._busy += 1
+        rc = lib.shmc_pub_cancel(handle)
+        publisher._busy -= 1
+        if rc:
+            b.raise_error(rc, f"cancel on {publisher.name!r}")
 
     def __enter__(self) -> "PublisherLoan":
         return self
@@ -96,6 +122,8 @@ class Publisher(Sender):
         super().__init__(name)
         self._loan: Optional[PublisherLoan] = None
         self._exports: List[Any] = []  # weak references to loan buffers arrays may still use
+        self._prune_at = _PRUNE_AT
+        self._slot_out = (ffi.new("void **"), ffi.new("size_t *"))  # shmc_pub_loan's out-parameters
         self.lossless = bool(lossless)
         self._open_keeper("pub", "Publisher", num_slots, slot_size, serialization, max_peers, mode,
                           lib.SHMC_LOSSLESS if lossless else 0)
@@ -109,11 +137,12 @@ class Publisher(Sender):
         In lossless mode a full ring raises :class:`SHMBufferFullError` unless ``block=True``, which
         waits up to ``timeout`` seconds (None: forever) and then raises :class:`SHMTimeoutError`.
         """
-        return self._send_payload(self._serialize(data), block, timeout)
+        return self.send_bytes(self._serialize(data), block=block, timeout=timeout)
 
-    def send_bytes(self, payload: Any, *, block: bool = False, timeout: Optional[float] = None) -> bool:
-        """Publishes a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy."""
-        return self._send_payload(payload, block, timeout)
+    send_bytes = with_block_default(
+        Sender.send_bytes, False, "Publisher.send_bytes",
+        """Publishes a bytes-like object (bytes, bytearray, memoryview, numpy array) with one copy.
+        Returns True once published; a full lossless ring as :meth:`send`.""")
 
     def send_many_bytes(self, payloads: Sequence[Any], *, block: bool = False,
                         timeout: Optional[float] = None) -> int:
@@ -130,19 +159,37 @@ class Publisher(Sender):
              timeout: Optional[float] = None) -> PublisherLoan:
         """Lends the next slot for writing in place (zero copy): ``loan.data`` is a writable
         memoryview of ``nbytes`` (default slot_size) bytes. Commit it, or use it as a context manager."""
-        n = self.slot_size if nbytes is None else check_int(nbytes, "nbytes", 0, self.slot_size)
+        if nbytes is None:
+            n = self.slot_size
+        elif nbytes.__class__ is int and 0 <= nbytes <= self.slot_size:
+            n = nbytes
+        else:
+            n = check_int(nbytes, "nbytes", 0, self.slot_size)  # raises what is wrong with it
         if self._loan is not None:
             raise SHMError(f"{self.name!r} already has a loan open: commit or cancel it first", b.EINVAL)
-        if len(self._exports) > 64:
-            _prune(self._exports)
-        pointer = ffi.new("void **")
-        cap = ffi.new("size_t *")
-        ns = timeout_to_ns(timeout) if block else 0
-        rc = self._call_waiting(lambda h, t: lib.shmc_pub_loan(h, pointer, cap, t), ns)
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        if block:
+            last = self._last
+            ns = last[1] if timeout is last[0] else self._ns(timeout)
+        else:
+            ns = 0
+        slot, cap = self._slot_out
+        self._busy += 1
+        rc = _pub_loan(handle, slot, cap, 0)  # first without waiting: the common case is one C call
+        self._busy -= 1
         if rc:
-            self._send_failed(rc, n, timeout)
-        self._loan = PublisherLoan(self, pointer[0], n)
-        return self._loan
+            if rc == _EAGAIN and ns:
+                rc = self._call_waiting(self._loan_waiting, ns)
+            if rc:
+                self._send_failed(rc, n, timeout)
+        loan = self._loan = PublisherLoan(self, slot[0], n)
+        return loan
+
+    def _loan_waiting(self, handle: Any, timeout_ns: int) -> int:
+        rc: int = _pub_loan(handle, self._slot_out[0], self._slot_out[1], timeout_ns)
+        return rc
 
     def _before_close(self) -> None:
         if self._loan is not None:
@@ -176,15 +223,17 @@ class MessageView:
     False, and the ``with`` block raises :class:`SHMStaleViewError`, so torn data is never silent.
     """
 
-    def __init__(self, subscriber: "Subscriber", pointer: Any, nbytes: int) -> None:
+    __slots__ = ("_subscriber", "_raw", "_loaned", "data", "nbytes")
+
+    def __init__(self, subscriber: "Subscriber", pointer: Any, nbytes: int, loaned: bool = True) -> None:
         self._subscriber = subscriber
-        raw = ffi.buffer(pointer, nbytes)
-        self._raw: Any = raw
+        raw = self._raw = ffi.buffer(pointer, nbytes)
+        self._loaned = loaned  # False: a message kept in Python memory (see Subscriber.recv_view)
         self.data: Optional[memoryview] = memoryview(raw).toreadonly()
         self.nbytes = nbytes
         # Anything made from this view (memoryviews, numpy arrays) keeps `raw` alive: while the weak
         # reference lives, the segment must stay mapped.
-        subscriber._exports.append(weakref.ref(raw))
+        _export(subscriber, raw)
 
     def __len__(self) -> int:
         return self.nbytes
@@ -211,20 +260,22 @@ class MessageView:
         """Gives the slot back. True if the data stayed intact while it was viewed. numpy arrays made
         from the view keep pointing into the channel: do not use them after release (the memory is
         reused), though it stays mapped for as long as they live."""
-        view = self.data
-        if view is None:
+        if self.data is None:
             return True
         self.data = self._raw = None
         sub = self._subscriber
         sub._view = None
         handle = sub._handle
-        if handle is None:
+        if handle is None or not self._loaned:
             return True
-        rc = lib.shmc_sub_release(handle)
+        sub._busy += 1
+        rc = _sub_release(handle)
+        sub._busy -= 1
+        if rc == 0:
+            return True
         if rc == b.ESTALE:
             return False
-        b.check(rc, f"release on {sub.name!r}")
-        return True
+        b.raise_error(rc, f"release on {sub.name!r}")
 
     def __enter__(self) -> "MessageView":
         return self
@@ -235,6 +286,21 @@ class MessageView:
             raise SHMStaleViewError(
                 f"the message viewed on {self._subscriber.name!r} was overwritten while in use: its data "
                 "may be torn. Use Publisher(lossless=True), or copy it out with recv_bytes()", b.ESTALE)
+
+
+# Loans and views register their buffers here; the dead references are dropped once the list reaches
+# _PRUNE_AT entries, or twice as many as were alive at the last pruning (so a program that keeps many
+# arrays alive does not pay for a full scan at every call).
+_PRUNE_AT = 64
+
+
+def _export(endpoint: Any, raw: Any) -> None:
+    """Records that ``raw`` (a buffer into the endpoint's mapping) was handed out."""
+    exports = endpoint._exports
+    if len(exports) >= endpoint._prune_at:
+        _prune(exports)
+        endpoint._prune_at = max(_PRUNE_AT, 2 * len(exports))
+    exports.append(weakref.ref(raw))
 
 
 def _prune(exports: List[Any]) -> None:
@@ -281,8 +347,11 @@ class Subscriber(Receiver):
         super().__init__(name)
         self._view: Optional[MessageView] = None
         self._exports: List[Any] = []  # weak references to view buffers arrays may still use
+        self._prune_at = _PRUNE_AT
+        self._view_out = (ffi.new("const void **"), ffi.new("size_t *"))  # shmc_sub_loan's out-parameters
         self._open_follower("sub", "Publisher", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_sub_next
+        self._recv = lib.shmc_sub_recv
         self._next_latest = lib.shmc_sub_next_latest
         self._buffer_fn = lib.shmc_sub_buffer
         self._recv_many = lib.shmc_sub_recv_many
@@ -315,16 +384,31 @@ class Subscriber(Receiver):
         if self._view is not None:
             raise SHMError(f"{self.name!r} has a MessageView open: release it before receiving again",
                            b.EINVAL)
-        if len(self._exports) > 64:
-            _prune(self._exports)
-        pointer = ffi.new("const void **")
-        lenp = ffi.new("size_t *")
-        rc = self._call_waiting(lambda h, t: lib.shmc_sub_loan(h, pointer, lenp, t), timeout_to_ns(timeout))
+        handle = self._handle
+        if handle is None:
+            raise self._closed_error()
+        last = self._last
+        ns = last[1] if timeout is last[0] else self._ns(timeout)
+        if self._pending is not None:  # a message recv_into could not fit comes first, from memory
+            kept = self._take_pending()
+            view = self._view = MessageView(self, ffi.from_buffer(kept), len(kept), loaned=False)
+            return view
+        data, size = self._view_out
+        self._busy += 1
+        rc = _sub_loan(handle, data, size, 0)  # first without waiting: the common case is one C call
+        self._busy -= 1
         if rc:
-            self._receive_failed(rc)
-            return None
-        self._view = MessageView(self, pointer[0], int(lenp[0]))
-        return self._view
+            if rc == _EAGAIN and ns:
+                rc = self._call_waiting(self._loan_waiting, ns)
+            if rc:
+                self._receive_failed(rc)
+                return None
+        view = self._view = MessageView(self, data[0], size[0])
+        return view
+
+    def _loan_waiting(self, handle: Any, timeout_ns: int) -> int:
+        rc: int = _sub_loan(handle, self._view_out[0], self._view_out[1], timeout_ns)
+        return rc
 
     def _before_close(self) -> None:
         if self._view is not None:

@@ -11,7 +11,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import _binding as b
 from ._endpoint import SLICE_NS
-from ._io import Receiver, as_buffer
+from ._buffers import as_buffer
+from ._io import Receiver
 from .errors import (SHMBufferFullError, SHMClosedError, SHMSequenceError, SHMTimeoutError,
                      SHMTypeError)
 
@@ -43,6 +44,7 @@ class Replier(Receiver):
         super().__init__(name)
         self._open_keeper("rep", "Replier", num_slots, slot_size, serialization, max_peers, mode)
         self._next = lib.shmc_rep_next
+        self._recv = lib.shmc_rep_recv
         self._buffer_fn = lib.shmc_rep_buffer
         self._recv_many = None
         self._reply = lib.shmc_rep_send
@@ -149,6 +151,7 @@ class Requester(Receiver):
         super().__init__(name)
         self._open_follower("req", "Replier", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_req_next
+        self._recv = lib.shmc_req_recv
         self._buffer_fn = lib.shmc_req_buffer
         self._recv_many = None
         self._request = lib.shmc_req_request
