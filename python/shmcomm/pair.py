@@ -208,6 +208,13 @@ class Pair(Sender, Receiver):
         """Queues a batch of bytes-like messages in one C call; returns how many."""
         return self._send_many_payloads(payloads, block, timeout)
 
+    def send_packed(self, data: Any, sizes: Any, *, block: bool = True, timeout: Optional[float] = None) -> int:
+        """Queues a batch of messages packed back to back in ``data`` (a C-contiguous bytes-like
+        object) in one C call: ``sizes`` is an int (every message that many bytes) or a buffer of
+        uint64, one size per message (see :meth:`Pusher.send_packed`). Returns how many; the
+        remote reads them one by one, or with :meth:`recv_packed`."""
+        return self._send_packed(data, sizes, block, timeout)
+
     def is_remote_alive(self) -> bool:
         """True while the remote's process lives and its heartbeat is younger than stale_threshold.
         Also reattaches to a restarted remote."""

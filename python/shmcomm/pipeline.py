@@ -56,6 +56,16 @@ class Pusher(Sender):
         how many were queued; on a full queue the error carries ``.sent``."""
         return self._send_many_payloads(payloads, block, timeout)
 
+    def send_packed(self, data: Any, sizes: Any, *, block: bool = True, timeout: Optional[float] = None) -> int:
+        """Queues a batch of items packed back to back in ``data`` (any C-contiguous bytes-like object:
+        bytes, bytearray, memoryview, numpy array) in one C call, with no Python object per item: the
+        fast path for arrays of fixed-size records. ``sizes`` is an int (every item has that many
+        bytes; data's size must be a multiple of it) or a buffer of uint64 with one size per item
+        (``array('Q')``, a numpy.uint64 array) adding up to data's size. Each is an ordinary item for
+        any Puller. Returns how many were queued; on a full queue (``block=False``, or ``timeout``
+        spent) the error carries ``.sent``."""
+        return self._send_packed(data, sizes, block, timeout)
+
     def send_many(self, items: Sequence[Any], *, block: bool = True,
                   timeout: Optional[float] = None) -> int:
         """Serializes and queues a batch of items in one C call."""

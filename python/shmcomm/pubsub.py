@@ -151,6 +151,16 @@ class Publisher(Sender):
         SHMBufferFullError / SHMTimeoutError is raised with ``.sent`` set)."""
         return self._send_many_payloads(payloads, block, timeout)
 
+    def send_packed(self, data: Any, sizes: Any, *, block: bool = False, timeout: Optional[float] = None) -> int:
+        """Publishes a batch of messages packed back to back in ``data`` (any C-contiguous bytes-like
+        object: bytes, bytearray, memoryview, numpy array) in one C call, with no Python object per
+        message: the fast path for arrays of fixed-size records. ``sizes`` is an int (every message
+        has that many bytes; data's size must be a multiple of it) or a buffer of uint64 with one
+        size per message (``array('Q')``, a numpy.uint64 array) adding up to data's size. Each is
+        an ordinary message for any subscriber. Returns how many were published; a full lossless
+        ring raises as :meth:`send_many_bytes` does, with ``.sent`` set."""
+        return self._send_packed(data, sizes, block, timeout)
+
     def _full_message(self) -> str:
         return (f"channel {self.name!r} is full: its slowest subscriber has not read the oldest "
                 "message (lossless mode)")

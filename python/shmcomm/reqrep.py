@@ -55,6 +55,10 @@ class Replier(Receiver):
         raise SHMSequenceError("a Replier answers one request at a time: use recv() then send()",
                                b.ESEQUENCE)
 
+    def recv_packed(self, buffer: Any, sizes: Any, timeout: Optional[float] = None) -> int:
+        raise SHMSequenceError("a Replier answers one request at a time: use recv_into() or recv(), "
+                               "then send()", b.ESEQUENCE)
+
     def send(self, data: Any) -> bool:
         """Serializes ``data`` and sends it as the reply to the request received last. True if
         delivered; False if its Requester no longer waits (it timed out or died): the reply is
@@ -160,6 +164,10 @@ class Requester(Receiver):
 
     def recv_many_bytes(self, max_messages: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         raise SHMSequenceError("a Requester gets one reply per request: use recv()", b.ESEQUENCE)
+
+    def recv_packed(self, buffer: Any, sizes: Any, timeout: Optional[float] = None) -> int:
+        raise SHMSequenceError("a Requester gets one reply per request: use recv_into() or recv()",
+                               b.ESEQUENCE)
 
     def send(self, data: Any, timeout: Optional[float] = None) -> bool:
         """Serializes ``data`` and sends it as a request; ``recv()`` waits for its reply. A request
