@@ -31,8 +31,8 @@ _uninitialized = ffi.new_allocator(should_clear_after_alloc=False)
 PACKED_WINDOW = 1 << 16
 _F = TypeVar("_F", bound=Callable[..., Any])
 # recv_into a bytearray smaller than this: the message goes through the own buffer (two copies), which
-# measured faster than one copy through ffi.from_buffer up to about 16 KiB (docs/performance.md's
-# machine: 1.6 against 2.1 us at 64 B, equal at 16 KiB, 9.6 against 11.1 us at 64 KiB).
+# measured faster than one copy through ffi.from_buffer up to about 16 KiB (per call, raw calls in a
+# loop: 1.6 against 2.1 us at 64 B, 2.8 against 2.8 at 16 KiB, 11.1 against 9.6 at 64 KiB).
 SMALL_BYTEARRAY = 16384
 MODES = {0o600: 0, 0o660: lib.SHMC_SHARE_GROUP, 0o666: lib.SHMC_SHARE_ALL}
 

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from pathlib import Path
 from typing import Any, Dict, List
 
+import numpy as np
 import pytest
 
 import shmcomm
@@ -295,6 +297,39 @@ def test_recv_many_bytes_as_the_first_receive(channel: str) -> None:
             join(master, 20, "the master")
 
 
+def test_recv_packed_and_recv_into_from_a_master_process(channel: str) -> None:
+    """The slave's first receive is a recv_packed (the master's queue is found by the call itself);
+    then recv_into with one copy, where a buffer too small keeps the message; then the rest packed.
+    And the other way: send_packed from this side arrives as ordinary messages at the remote."""
+    events, stop = CTX.Queue(), CTX.Event()
+    sent = [bytes([i]) * (10 + i) for i in range(6)]
+    with Children() as kids, Pair(channel, "slave", serialization="raw") as slave:
+        master = kids.start(holder, channel, "master", events, stop, send=sent)
+        get(events, 20, "the master opens and writes", "ready")
+        try:
+            assert slave.wait_for_remote(10)
+            buffer, sizes = bytearray(64), array("Q", bytes(8 * 2))
+            assert slave.recv_packed(buffer, sizes, timeout=10.0) == 2
+            assert list(sizes) == [10, 11] and bytes(buffer[:21]) == sent[0] + sent[1]
+            with pytest.raises(SHMValueError, match="12 bytes but the buffer only 5"):
+                slave.recv_into(np.zeros(5, dtype=np.uint8), timeout=10.0)
+            frame = np.zeros(64, dtype=np.uint8)
+            assert slave.recv_into(frame, timeout=10.0) == 12 and frame[:12].tobytes() == sent[2]
+            got: List[bytes] = []
+            rest, lens = np.zeros(256, dtype=np.uint8), np.zeros(8, dtype=np.uint64)
+            while len(got) < 3:
+                n = slave.recv_packed(rest, lens, timeout=10.0)
+                assert n, got
+                offsets = np.concatenate([[0], np.cumsum(lens[:n])]).astype(int)
+                got += [rest[offsets[i]:offsets[i + 1]].tobytes() for i in range(n)]
+            assert got == sent[3:]
+            assert slave.recv_packed(rest, lens, timeout=0) == 0
+            assert slave.stats()["m2s_read_count"] == 6
+        finally:
+            stop.set()
+            join(master, 20, "the master")
+
+
 def test_each_side_has_its_own_slot_size(channel: str) -> None:
     """num_slots/slot_size are those of the queue a side writes: a slave with large slots sends a
     message larger than the master's own slots, and the master receives it."""
@@ -489,8 +524,11 @@ def test_slave_killed_mid_stream_then_a_new_slave(channel: str, tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """The master (this process) writes a numbered stream from a thread; the slave records each message
     it read in a file and is SIGKILLed mid-stream; a new slave reads the rest. Nothing is lost but at
-    most the one message the dead slave had taken and not yet recorded; nothing comes twice."""
-    total, kill_after = 800, 200
+    most the one message the dead slave had taken and not yet recorded; nothing comes twice.
+
+    The writer holds the last part of the stream back until the first slave is dead: a writer fast
+    enough to finish before the kill would leave the new slave nothing to read."""
+    total, kill_after, held_back = 800, 200, 400
     events, linger, first_events, first_linger = CTX.Queue(), CTX.Event(), CTX.Queue(), CTX.Event()
     files = [tmp_path / "first", tmp_path / "second"]
     caplog.set_level(logging.INFO, logger="shmcomm")
@@ -501,10 +539,13 @@ def test_slave_killed_mid_stream_then_a_new_slave(channel: str, tmp_path: Path,
         get(first_events, 20, "the first slave opens", "ready")
         assert master.wait_for_remote(10)
         errors: List[BaseException] = []
+        killed = threading.Event()
 
         def write_all() -> None:
             try:
                 for seq in range(total):
+                    if seq == total - held_back and not killed.wait(30):
+                        raise AssertionError("the first slave was never killed")
                     master.send_bytes(pattern_payload(seq, SIZE), timeout=30.0)
             except BaseException as exc:  # reported below
                 errors.append(exc)
@@ -514,6 +555,7 @@ def test_slave_killed_mid_stream_then_a_new_slave(channel: str, tmp_path: Path,
         try:
             wait_until(lambda: len(seqs_of(files[0])) >= kill_after, 20, f"the slave read {kill_after}")
             kill(first)
+            killed.set()
             recorded = seqs_of(files[0])
             second = kids.start(recording_reader, channel, "slave", SIZE, total - 1, str(files[1]), events,
                                 linger)

@@ -618,6 +618,25 @@ def test_unknown_serialization_lists_the_choices(channel: str, method: Any) -> N
         assert all(choice in str(info.value) for choice in ("pickle", "msgpack", "raw")), str(info.value)
 
 
+def test_close_from_another_thread_ends_a_send_packed_waiting_on_a_full_queue(channel: str) -> None:
+    with Pusher(channel, num_slots=4, slot_size=8) as push:
+        outcome: List[Any] = []
+
+        def send() -> None:
+            try:
+                outcome.append(push.send_packed(np.arange(16, dtype=np.uint64), 8))
+            except Exception as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        wait_until(lambda: push._waiting_thread == thread.ident, 10, "the batch waits for room")
+        push.close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], SHMClosedError), outcome
+
+
 def test_send_many_spanning_several_wait_slices_sends_each_item_once(channel: str, monkeypatch) -> None:
     """A batch sent into a full queue waits in slices; a slice that times out has sent part of the
     batch, and the next slice must go on from there, not send those items again."""

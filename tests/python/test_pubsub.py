@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -462,6 +463,76 @@ def test_iteration_stops_when_closed_from_another_thread(channel: str) -> None:
         assert received.get(timeout=5) == "iteration ended"
         thread.join(timeout=5)
         assert not thread.is_alive()
+
+
+WAITING_RECEIVES = {
+    "recv_into numpy": lambda sub: sub.recv_into(np.zeros(4096, dtype=np.uint8)),
+    "recv_into bytearray": lambda sub: sub.recv_into(bytearray(64)),
+    "recv_packed": lambda sub: sub.recv_packed(np.zeros(4096, dtype=np.uint8), np.zeros(8, dtype=np.uint64)),
+    "recv_view": lambda sub: sub.recv_view(),
+    "recv_many_bytes": lambda sub: sub.recv_many_bytes(16),
+    "recv_bytes": lambda sub: sub.recv_bytes(),
+}
+
+
+@pytest.mark.parametrize("call", sorted(WAITING_RECEIVES))
+def test_close_from_another_thread_ends_a_receive_waiting_forever(channel: str, call: str) -> None:
+    with Publisher(channel) as pub:
+        sub = Subscriber(channel)
+        outcome: "queue.Queue[object]" = queue.Queue()
+
+        def receive() -> None:
+            try:
+                outcome.put(WAITING_RECEIVES[call](sub))
+            except Exception as exc:
+                outcome.put(exc)
+
+        thread = threading.Thread(target=receive, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while sub._waiting_thread != thread.ident:  # the receive is in its wait (the slices)
+            assert time.monotonic() < deadline, "the receive never started waiting"
+            time.sleep(0.001)
+        sub.close()
+        result = outcome.get(timeout=10)
+        assert isinstance(result, SHMClosedError), result
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        pub.send_bytes(b"after")  # the publisher is unaffected
+
+
+@pytest.mark.parametrize("call", ["sub.recv_into(np.zeros(4096, dtype=np.uint8))",
+                                  "sub.recv_packed(np.zeros(64, dtype=np.uint8), np.zeros(4, dtype=np.uint64))",
+                                  "sub.recv_view()", "pub.send_packed(b'x' * 64, 8, block=True)"])
+def test_ctrl_c_interrupts_a_waiting_call(channel: str, call: str) -> None:
+    """SIGINT reaches a call waiting forever (a full lossless ring for send_packed) within a slice."""
+    code = f"""
+        import numpy as np
+        import shmcomm
+        with shmcomm.Publisher({channel!r}, num_slots=2, slot_size=64, lossless=True) as pub, \\
+                shmcomm.Subscriber({channel!r}) as sub:
+            try:
+                if "send_packed" in {call!r}:
+                    pub.send_bytes(b"1")
+                    pub.send_bytes(b"2")
+                print("waiting", flush=True)
+                {call}
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+    """
+    proc = subprocess.Popen(python_snippet(code), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "interrupted" in out and proc.returncode == 0, err
+    assert not os.path.exists(segment_path(channel))
 
 
 def test_close_twice_and_use_after_close(channel: str) -> None:
