@@ -11,7 +11,10 @@ it; every wait is bounded (spec timeout per wait, the clock every 16384 empty po
            pickles, B unpickles and pickles again, and A unpickles (what a user of send(obj) does).
   stream   A sends 64-byte messages (fresh bytes objects: seq + filler) as fast as the library's
            lossless send allows, single calls or batch calls; B receives, checks every sequence
-           number, and reports the rate from its first message to the end marker.
+           number, and reports the rate from its first message to the end marker. "packed" batches
+           (shmcomm's send_packed/recv_packed) move the same 64-byte messages as records of a numpy
+           array, one call per spec["packed"] records: A writes the sequence numbers with numpy, B
+           checks every one with numpy (every record is still its own message in the ring).
   frames   A sends large frames: one-copy path (a preallocated frame, seq written in place, sent with
            one copy; B looks at it in place), copy-out (the same, and B receives it into its own
            preallocated buffer: one copy in, one copy out) or zero-copy path (the frame is loaned from
@@ -198,7 +201,9 @@ class SuiteAdapter(BaseAdapter):
         deadline = now() + int(p["duration"] * 1e9)
         i = 0
         t0 = now()
-        if self.variant == "batch":
+        if self.variant == "packed":
+            i = self._send_packed(n, deadline)
+        elif self.variant == "batch":
             if send_many is None:
                 raise BenchError(f"{self.lib} has no batch send")
             while i < n:
@@ -222,7 +227,70 @@ class SuiteAdapter(BaseAdapter):
                 send(stop)
         return {"sent": i, "send_t0": t0, "send_t1": t1}
 
+    def _send_packed(self, n: int, deadline: int) -> int:
+        """The "packed" sender: records of 64 bytes (seq + filler) in a numpy array, one call each
+        spec["packed"] of them. Returns how many were sent before n or the deadline."""
+        import numpy as np
+
+        send_packed, now, k = self.tx.send_packed, time.perf_counter_ns, self.p["packed"]
+        if send_packed is None:
+            raise BenchError(f"{self.lib} has no packed batch send")
+        records = np.full((k, 8), 0xA5A5A5A5A5A5A5A5, dtype="<u8")
+        seqs, step = records[:, 0], np.arange(k, dtype="<u8")
+        i = 0
+        while i < n:
+            m = min(k, n - i)
+            np.add(step[:m], i, out=seqs[:m])
+            send_packed(records[:m])
+            i += m
+            if now() > deadline:
+                break
+        return i
+
+    def _recv_packed(self) -> dict:
+        """The "packed" receiver: up to spec["packed"] records per call into a numpy array; every
+        sequence number checked (vectorised when the batch is the expected run, else one by one)."""
+        import numpy as np
+
+        recv_packed, now, k = self.rx.recv_packed, time.perf_counter_ns, self.p["packed"]
+        if recv_packed is None:
+            raise BenchError(f"{self.lib} has no packed batch receive")
+        records = np.zeros((k, 8), dtype="<u8")
+        sizes = np.zeros(k, dtype=np.uint64)
+        seqs, step, flat = records[:, 0], np.arange(k, dtype="<u8"), records.view("u1").reshape(-1)
+        count, expected, st, t_first, stopped, t_end = 0, 0, [0, 0, []], None, False, [None]
+        while not stopped:
+            got = recv_packed(records, sizes)
+            if not got:
+                if self._timed_out(t_end):
+                    break
+                continue
+            t_end[0] = None
+            if t_first is None:
+                t_first = now()
+            if (sizes[:got] == 64).all() and (seqs[:got] - step[:got] == expected).all():
+                expected += got  # the run we expected: every one checked at once
+                count += got
+                continue
+            offset = 0  # anything else (the end marker, a gap): message by message, by their sizes
+            for j in range(got):
+                seq = int(flat[offset:offset + 8].view("<u8")[0])
+                offset += int(sizes[j])
+                if seq == expected:
+                    expected += 1
+                    count += 1
+                elif seq == STOP:
+                    stopped = True
+                    break
+                else:
+                    count += 1
+                    expected = _tp_check(seq, expected, st)
+        return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
+                "t_first": t_first, "t_last": now(), "stopped": stopped, "expected_next": expected}
+
     def stream_recv(self) -> dict:
+        if self.variant == "packed":
+            return self._recv_packed()
         poll, wait, recv_many = self.rx.poll, self.rx.wait, self.rx.recv_many
         unpack, now = SEQ.unpack_from, time.perf_counter_ns
         busy = self.variant == "single" and self.workload.get("rx") == "poll"

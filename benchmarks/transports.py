@@ -7,11 +7,13 @@ own method fits:
 
   tx: send(msg)                 lossless where the library can be: waits while the channel is full
       send_many(list) | None    one call for a batch (shmcomm, faster-fifo)
+      send_packed(arr) | None   one call for a batch of 64-byte records packed in one buffer (shmcomm)
       frame_send(buf)           copy path for large frames (buf: a bytearray, seq in its first 8 bytes)
       frame_loan(seq) | None    zero-copy path: write the sequence number into a loaned slot, publish
   rx: poll() -> bytes | None    non-blocking receive (busy-wait loops), None if nothing is there
       wait() -> bytes | None    blocking receive bounded by spec["timeout"], None on timeout
       recv_many() -> list       one call for up to spec["batch"] messages (may be None: unsupported)
+      recv_packed(arr, sizes)   one call for up to len(sizes) records into arr; the count (shmcomm)
       frame_recv(buf, read)     copy-out: receive into buf, return the sequence number or None
       frame_view(read)          in place: look at the frame where it is, return its sequence number
 
@@ -57,8 +59,8 @@ def _poll_until(poll, timeout):
 
 class Transport:
     lib = "?"
-    send = send_many = frame_send = frame_loan = None
-    poll = wait = recv_many = frame_recv = frame_view = None
+    send = send_many = send_packed = frame_send = frame_loan = None
+    poll = wait = recv_many = recv_packed = frame_recv = frame_view = None
 
     def connect(self) -> None:
         """Runs twice, in lock-step with the peers, after every process set up."""
@@ -83,6 +85,7 @@ class Shmcomm(Transport):
             self.send = functools.partial(pub.send_bytes, block=True, timeout=t) if spec["lossless"] \
                 else pub.send_bytes
             self.send_many = functools.partial(pub.send_many_bytes, block=True, timeout=t)
+            self.send_packed = functools.partial(pub.send_packed, sizes=64, block=True, timeout=t)
             self.frame_send = self.send
             loan, pack_into = pub.loan, SEQ.pack_into
 
@@ -97,6 +100,7 @@ class Shmcomm(Transport):
             self.poll = functools.partial(sub.recv_bytes, 0)
             self.wait = functools.partial(sub.recv_bytes, t)
             self.recv_many = functools.partial(sub.recv_many_bytes, spec["batch"], t)
+            self.recv_packed = functools.partial(sub.recv_packed, timeout=t)
             recv_into, recv_view, unpack = sub.recv_into, sub.recv_view, SEQ.unpack_from
             # frames: with spec["busy"] the receiver polls (timeout 0) like iceoryx2's, bounded by the clock
             ft = 0 if spec.get("busy") else t
