@@ -67,7 +67,7 @@ enum shmc_error {
     SHMC_ESCHEMA = -22,    /* STREAM: the stream's schema is not the one the reader expects (or is invalid) */
     SHMC_EWRITERDEAD = -23, /* STREAM: the stream's writer died (frames it committed were read first) */
     SHMC_EREADERDEAD = -24, /* STREAM: a reader of the stream died (reported once, with SHMC_STREAM_READER_DEATH) */
-    SHMC_EBUSY = -25,      /* STREAM: the stream already has a live writer */
+    SHMC_EBUSY = -25,      /* the stream, or the SHMC_SINGLE_WRITER channel, already has a live writer */
     SHMC_ECHECKSUM = -26,  /* STREAM: a frame's checksum does not match its data (corrupted in shared memory) */
     SHMC_EWRITTEN = -27    /* STREAM: the metadata was already written (it is write-once) */
 };
@@ -76,6 +76,11 @@ enum shmc_error {
 #define SHMC_LOSSLESS 1       /* publishers wait for the slowest live subscriber instead of overwriting */
 #define SHMC_SHARE_GROUP 2    /* segment mode 0660 instead of 0600 */
 #define SHMC_SHARE_ALL 4      /* segment mode 0666 instead of 0600 */
+/* One writer at a time (publishers, pushers): a second live one gets SHMC_EBUSY, one that opens after
+ * the writer died takes its channel over (its subscribers or pullers read on without a gap). Its
+ * claims then need no locked instruction: batches go about 1.6x faster. Every writer of the channel
+ * must pass it (else SHMC_EMISMATCH). */
+#define SHMC_SINGLE_WRITER 256
 
 /* Channel patterns, as stored in a segment and reported by shmc_segment_info(). */
 enum shmc_pattern {
@@ -98,7 +103,8 @@ typedef struct shmc_pub_options {
     uint32_t size;        /* sizeof(shmc_pub_options_t); set by shmc_pub_options_init() */
     uint32_t num_slots;   /* ring depth, 2 .. 16777216; default 64 */
     uint32_t slot_size;   /* largest payload in bytes, 1 .. 1 GiB; default 4096 */
-    uint32_t flags;       /* SHMC_LOSSLESS | SHMC_SHARE_GROUP | SHMC_SHARE_ALL; default 0 */
+    uint32_t flags;       /* SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_SHARE_GROUP | SHMC_SHARE_ALL;
+                             default 0 */
     uint32_t max_peers;   /* publishers + subscribers at once, 2 .. 254; default 64 */
     uint32_t reserved;    /* must be 0 */
 } shmc_pub_options_t;

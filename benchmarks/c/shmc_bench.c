@@ -6,7 +6,9 @@
  *                                                  blocking (shmc_sub_next waits: spin, then futex)
  *   shmc_bench throughput N CORE_A CORE_B MODE     one lossless publisher, one subscriber; MODE single
  *                                                  (shmc_pub_send / shmc_sub_next per message) or
- *                                                  batch (shmc_pub_send_many / shmc_sub_recv_many, 256)
+ *                                                  batch (shmc_pub_send_many / shmc_sub_recv_many, 256);
+ *                                                  with "-sw" (single-sw, batch-sw) the channel is
+ *                                                  SHMC_SINGLE_WRITER
  *
  * Every message carries its sequence number in its first 8 bytes; the receiver checks each one and
  * reports loss and disorder. Prints one JSON object on stdout. Every wait is bounded (5 s per call).
@@ -137,14 +139,14 @@ static int latency(long rounds, int core_a, int core_b, int busy, const char *ta
     return 0;
 }
 
-static int throughput(long total, int core_a, int core_b, int batch, const char *tag) {
+static int throughput(long total, int core_a, int core_b, int batch, int single_writer, const char *tag) {
     char name[64];
     snprintf(name, sizeof name, "shmbench_c_%s_tp", tag);
     shmc_pub_options_t po;
     shmc_pub_options_init(&po);
     po.num_slots = DEPTH;
     po.slot_size = MSG;
-    po.flags = SHMC_LOSSLESS;
+    po.flags = SHMC_LOSSLESS | (single_writer ? SHMC_SINGLE_WRITER : 0);
     shmc_pub_t *pub = NULL;
     int rc = shmc_pub_open(name, &po, &pub);
     if (rc) { fail("pub_open", rc); return 1; }
@@ -241,8 +243,9 @@ int main(int argc, char **argv) {
     if (argc >= 6 && !strcmp(argv[1], "latency"))
         return latency(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "busy"), tag);
     if (argc >= 6 && !strcmp(argv[1], "throughput"))
-        return throughput(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "batch"), tag);
+        return throughput(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strncmp(argv[5], "batch", 5),
+                          strstr(argv[5], "-sw") != NULL, tag);
     fprintf(stderr, "usage: shmc_bench latency ROUNDS CORE_A CORE_B busy|blocking\n"
-                    "       shmc_bench throughput N CORE_A CORE_B single|batch\n");
+                    "       shmc_bench throughput N CORE_A CORE_B single|batch|single-sw|batch-sw\n");
     return 2;
 }

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WRITER_PLACE 0u
+#define WRITER_PLACE SHMI_WRITER_PLACE
 #define READER_PLACE 1u
 #define PAIR_PEERS 2u
 #define CHECK_NS 10000000ll /* the remote's state is looked at this often at most (10 ms) */
@@ -87,8 +87,9 @@ static int open_side(shmc_pair_t *p, const char *name, uint32_t role)
     uint32_t pattern = role == SHMC_PAIR_MASTER ? SHMC_PATTERN_PAIR_M2S : SHMC_PATTERN_PAIR_S2M;
     int rc = shmi_make_os_name(name, pattern, os_name, sizeof os_name);
     if (rc) return rc;
+    /* One writer per queue, at its fixed place: claims need no locked instruction. */
     shmi_geometry_t g = {.pattern = pattern, .num_slots = p->o.num_slots, .slot_size = p->o.slot_size,
-                         .max_peers = PAIR_PEERS};
+                         .max_peers = PAIR_PEERS, .flags = SHMC_SINGLE_WRITER};
     rc = shmi_geometry_check(&g);
     if (rc) return rc;
     rc = shmi_keeper_open_at(&p->out.ch, os_name, name, &g, shmi_mode_for(p->o.flags), WRITER_PLACE,

@@ -60,7 +60,7 @@ int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t *
     char os_name[SHMI_OS_NAME_CAP];
     shmi_geometry_t g;
     int rc = shmi_keeper_args(name, SHMC_PATTERN_PUBSUB, opts, &o,
-                              SHMC_LOSSLESS | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
+                              SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
     if (rc) return rc;
 
     shmc_pub_t *pub = calloc(1, sizeof *pub);

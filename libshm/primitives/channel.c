@@ -72,9 +72,12 @@ static void bind_views(shmi_channel_t *ch)
     ch->header = (shmi_header_t *)base;
     ch->registry.peers = (shmi_peer_t *)(base + o.registry);
     ch->registry.max_peers = ch->geometry.max_peers;
+    const int single_writer = (ch->geometry.flags & SHMC_SINGLE_WRITER) != 0;
+    /* A single-writer channel keeps registry entry 0 for its writer (SHMI_WRITER_PLACE). */
+    ch->registry.first_free = single_writer ? 1 : 0;
     shmi_ring_init(&ch->ring, base + o.ring, base + o.slots, ch->geometry.num_slots,
                    ch->geometry.slot_size, stride_for(ch->geometry.slot_size),
-                   ring_is_competing(ch->geometry.pattern));
+                   ring_is_competing(ch->geometry.pattern), single_writer);
     ch->mailboxes = o.mailboxes ? base + o.mailboxes : NULL;
     ch->extra = o.extra ? base + o.extra : NULL;
 }

@@ -43,6 +43,7 @@ int shmi_keeper_open(shmi_channel_t *ch, const char *os_name, const char *name,
 /* The same, joining at registry entry `place` only (SHMI_ANY_PLACE: any free entry); SHMC_EPEERS
  * when a live keeper holds it (PAIR: one writer per direction). */
 #define SHMI_ANY_PLACE UINT32_MAX
+#define SHMI_WRITER_PLACE 0u /* the writer's entry in a channel with one writer (SHMC_SINGLE_WRITER, PAIR) */
 int shmi_keeper_open_at(shmi_channel_t *ch, const char *os_name, const char *name,
                         const shmi_geometry_t *g, uint32_t mode, uint32_t place, uint32_t *index);
 

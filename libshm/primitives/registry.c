@@ -94,7 +94,7 @@ int shmi_registry_join(shmi_registry_t *r, uint32_t role, uint64_t cursor, shmi_
     const uint64_t me = own_owner_word(role);
     const uint64_t start_time = own_start_time();
     for (int pass = 0; pass < 2; pass++) {
-        for (uint32_t i = 0; i < r->max_peers; i++) {
+        for (uint32_t i = r->first_free; i < r->max_peers; i++) {
             if (claim(r, i, me, start_time, cursor)) {
                 *index = i;
                 return 0;

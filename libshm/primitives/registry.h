@@ -18,6 +18,7 @@ enum shmi_role { SHMI_ROLE_KEEPER = 1, SHMI_ROLE_FOLLOWER = 2, SHMI_ROLE_REAPING
 typedef struct shmi_registry {
     shmi_peer_t *peers;
     uint32_t max_peers;
+    uint32_t first_free; /* shmi_registry_join takes entries from here on (lower ones are places) */
 } shmi_registry_t;
 
 /* Called for each dead entry before it is freed (e.g. to abandon the slots it had claimed). */

@@ -26,9 +26,10 @@ static inline void prefetch_second_line(shmi_ring_t *ring, const shmi_slot_t *sl
 shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos) { return slot_at(ring, pos); }
 
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride, int competing)
+                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer)
 {
     ring->competing = competing;
+    ring->single_writer = single_writer;
     ring->ctrl = ctrl;
     ring->slots = slots;
     ring->num_slots = num_slots;
@@ -60,6 +61,18 @@ static void help_head(shmi_ring_t *ring, uint64_t from)
 /* Claims pos, whose slot word was `word` (free for pos): 1 if the CAS won. */
 static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64_t pos, uint32_t owner)
 {
+    if (ring->single_writer) {
+        /* The only writer (registry entry 0, held by one live process at a time) is the only one
+         * that claims, and a word free for pos is changed by no one else: readers change only
+         * words of the current lap, recovery only claims. So a plain store claims, and needs no
+         * locked instruction (a locked one waits for every earlier store to leave the core: in a
+         * batch, each claim would wait for the previous message's lines). The fence keeps the
+         * claim before the payload (seqlock writer side); x86 orders the stores anyway. */
+        atomic_store_explicit(&slot->seq, shmi_word(pos, owner, SHMI_SLOT_WRITING), memory_order_relaxed);
+        atomic_thread_fence(memory_order_release);
+        atomic_store_explicit(&ring->ctrl->head, pos + 1, memory_order_release); /* we alone move it */
+        return 1;
+    }
     /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
      * every reader access that preceded the publication of the slot we overwrite. */
     if (!atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word(pos, owner, SHMI_SLOT_WRITING),

@@ -45,6 +45,7 @@ typedef struct shmi_ring {
     uint32_t slot_size;
     uint32_t slot_stride;
     int competing; /* readers share `tail` (work queues) instead of keeping private cursors */
+    int single_writer; /* SHMC_SINGLE_WRITER: one writer claims, with plain stores (see take_slot) */
 } shmi_ring_t;
 
 /* What a reader finds at a position. */
@@ -56,7 +57,7 @@ enum shmi_peek {
 };
 
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride, int competing);
+                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer);
 
 static inline uint64_t shmi_word_pos(uint64_t word) { return (word >> 10) - 1; } /* word != 0 */
 static inline uint32_t shmi_word_owner(uint64_t word) { return (uint32_t)(word >> 2) & 0xFFu; }

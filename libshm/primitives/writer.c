@@ -24,7 +24,12 @@ void shmi_writer_init(shmi_writer_t *w)
 int shmi_writer_open_keeper(shmi_writer_t *w, const char *os_name, const char *name,
                             const shmi_geometry_t *g, uint32_t mode)
 {
-    int rc = shmi_keeper_open(&w->ch, os_name, name, g, mode, &w->index);
+    /* A single writer holds entry 0: a second live one cannot join, one that opens after it died
+     * reaps it there and takes its channel over (shmi_keeper_open_at adopts what has a fixed place). */
+    const int single = (g->flags & SHMC_SINGLE_WRITER) != 0;
+    int rc = shmi_keeper_open_at(&w->ch, os_name, name, g, mode, single ? SHMI_WRITER_PLACE : SHMI_ANY_PLACE,
+                                 &w->index);
+    if (single && rc == SHMC_EPEERS) rc = SHMC_EBUSY;
     if (rc) return rc;
     shmi_writer_init(w);
     w->role = SHMI_ROLE_KEEPER;

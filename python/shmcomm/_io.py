@@ -50,7 +50,7 @@ def _keeper_open_failed(rc: int, what: str, role: str) -> None:
     """Raises the error of a failed Publisher/Pusher/Replier open, with what to do about it."""
     hints = {
         b.EMISMATCH: f"a live {role.lower()} already uses this channel with another num_slots, slot_size, "
-                     "lossless or max_peers: use the same values or another channel name",
+                     "lossless, single_writer or max_peers: use the same values or another channel name",
         b.ENAME: "use a non-empty name without control characters or '.'/'..' components",
         b.ENOSPC: "free /dev/shm (python -m shmcomm clean) or enlarge it (Docker: --shm-size=1g)",
         b.EACCES: "the channel belongs to another user: run as that user, or have it created "
@@ -61,6 +61,8 @@ def _keeper_open_failed(rc: int, what: str, role: str) -> None:
         b.EVERSION: "a live process of another shmcomm version owns the channel: use the same "
                     "shmcomm version in every process",
         b.EPEERS: "too many processes use this channel: raise max_peers",
+        b.EBUSY: f"the channel was created with single_writer=True and its {role.lower()} is alive: "
+                 f"close that {role}, or leave single_writer off in every {role} to have several",
         b.EINVAL: "check num_slots * slot_size (at most 1 TiB in all)",
     }
     b.raise_error(rc, what, hints.get(rc, ""))

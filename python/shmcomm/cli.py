@@ -79,8 +79,8 @@ def _matching_segments(name: str) -> List[str]:
     return found
 
 
-_FLAG_NAMES = ((lib.SHMC_LOSSLESS, "lossless"), (lib.SHMC_SHARE_GROUP, "share-group"),
-               (lib.SHMC_SHARE_ALL, "share-all"))
+_FLAG_NAMES = ((lib.SHMC_LOSSLESS, "lossless"), (lib.SHMC_SINGLE_WRITER, "single-writer"),
+               (lib.SHMC_SHARE_GROUP, "share-group"), (lib.SHMC_SHARE_ALL, "share-all"))
 
 
 def _print_segment(info: SegmentInfo) -> None:

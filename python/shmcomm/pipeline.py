@@ -24,6 +24,7 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
         "queued": max(0, s.head - s.tail),
         "pushers": s.publishers,
         "pullers": s.subscribers,
+        "single_writer": bool(s.flags & lib.SHMC_SINGLE_WRITER),
     }
 
 
@@ -31,13 +32,18 @@ class Pusher(Sender):
     """Creates work queue ``name`` (or joins it as one more pusher) and pushes work items to it.
 
     ``num_slots`` is the queue depth, ``slot_size`` the largest item in bytes; ``mode`` the segment's
-    permission (0o600 default, 0o660 group, 0o666 everyone).
+    permission (0o600 default, 0o660 group, 0o666 everyone). ``single_writer=True`` declares this
+    Pusher the queue's only one (another live Pusher gets :class:`SHMConnectionError`, one opened after
+    it died takes the queue over, batches go faster); every Pusher of a queue must agree on it.
     """
 
     def __init__(self, name: str, num_slots: int = 128, slot_size: int = 4096,
-                 serialization: str = "pickle", *, max_peers: int = 64, mode: int = 0o600) -> None:
+                 serialization: str = "pickle", *, single_writer: bool = False, max_peers: int = 64,
+                 mode: int = 0o600) -> None:
         super().__init__(name)
-        self._open_keeper("push", "Pusher", num_slots, slot_size, serialization, max_peers, mode)
+        self.single_writer = bool(single_writer)
+        self._open_keeper("push", "Pusher", num_slots, slot_size, serialization, max_peers, mode,
+                          lib.SHMC_SINGLE_WRITER if single_writer else 0)
         self._send = lib.shmc_push_send
         self._try_send = lib.shmc_push_try_send
         self._send_many = lib.shmc_push_send_many

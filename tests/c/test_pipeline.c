@@ -147,7 +147,7 @@ static void test_ring_competing(void)
     memset(ctrl_mem, 0, SHMI_RING_CTRL_BYTES);
     memset(mem, 0, (size_t)slots * stride);
     shmi_ring_t ring;
-    shmi_ring_init(&ring, ctrl_mem, mem, slots, slot_size, stride, 1);
+    shmi_ring_init(&ring, ctrl_mem, mem, slots, slot_size, stride, 1, 0);
     shmi_ring_ctrl_t *c = ctrl_mem;
     const uint32_t writer = 1, a = 2, b = 3, dead_writer = 5;
     uint64_t pos, blocker;

@@ -453,6 +453,48 @@ static void test_send_many_full(void)
     CHECK_OK(shmc_pub_close(pub));
 }
 
+/* SHMC_SINGLE_WRITER: one live publisher; another one, or one without the flag, is refused. */
+static void test_single_writer(void)
+{
+    chan_name_t c = channel("single");
+    shmc_pub_t *pub = open_pub(c.name, 8, 64, SHMC_SINGLE_WRITER);
+    shmc_pub_options_t o;
+    shmc_pub_options_init(&o);
+    o.num_slots = 8;
+    o.slot_size = 64;
+    o.flags = SHMC_SINGLE_WRITER;
+    shmc_pub_t *other = NULL;
+    CHECK_RC(shmc_pub_open(c.name, &o, &other), SHMC_EBUSY);
+    CHECK(other == NULL);
+    o.flags = 0;
+    CHECK_RC(shmc_pub_open(c.name, &o, &other), SHMC_EMISMATCH);
+    shmc_sub_t *subs[3];
+    for (int i = 0; i < 3; i++) subs[i] = open_sub(c.name);
+    uint64_t data[12], lens[12];
+    for (int i = 0; i < 12; i++) {
+        data[i] = (uint64_t)i;
+        lens[i] = 8;
+    }
+    size_t sent = 0, count = 0, rlens[12];
+    CHECK_OK(shmc_pub_send(pub, data, 8, 0));
+    CHECK_OK(shmc_pub_send_many(pub, data + 1, lens + 1, 11, &sent, 0)); /* overwrite: laps the ring */
+    CHECK(sent == 11 && pub_stats(pub).publishers == 1 && pub_stats(pub).subscribers == 3);
+    for (int i = 0; i < 3; i++) {
+        uint64_t got[12];
+        CHECK_OK(shmc_sub_recv_many(subs[i], got, sizeof got, rlens, 12, &count, 0));
+        /* Lapped: from the oldest slot that cannot be mid-overwrite on (head - num_slots + 1). */
+        CHECK(count == 7 && got[0] == 5 && got[6] == 11);
+        CHECK(sub_stats(subs[i]).dropped == 5);
+        CHECK_OK(shmc_sub_close(subs[i]));
+    }
+    CHECK_OK(shmc_pub_close(pub));
+    CHECK(!segment_exists(c.os_name));
+    /* The flag is a publisher's (and pusher's) only. */
+    o.flags = SHMC_SINGLE_WRITER;
+    shmc_rep_t *rep = NULL;
+    CHECK_RC(shmc_rep_open(c.name, &o, &rep), SHMC_EINVAL);
+}
+
 static void test_publishers(void)
 {
     chan_name_t c = channel("publishers");
@@ -840,6 +882,7 @@ int main(void)
     test_sub_loan();
     test_recv_many();
     test_send_many_full();
+    test_single_writer();
     test_publishers();
     test_missing_channel();
     test_stats();

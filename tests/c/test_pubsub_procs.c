@@ -6,7 +6,10 @@
  *   - a lossless publisher whose subscriber is killed does not block: the dead one is reaped;
  *   - batches: two lossless publisher processes send batches of every size from 1 to 150 through a
  *     16-slot ring (runs of claims cut by a full ring, interleaved with the other publisher), and a
- *     subscriber that mixes recv_many and recv gets every message of each, intact and in order.
+ *     subscriber that mixes recv_many and recv gets every message of each, intact and in order;
+ *   - one writer (SHMC_SINGLE_WRITER): a publisher process sending batches is killed mid-stream, a
+ *     second one opens the same channel and takes it over; the subscriber reads the first one's
+ *     messages, in order up to where it died, then every message of the second, on the same segment.
  * Children report through pipes and exit codes; every wait is bounded (timeouts, and an alarm()
  * watchdog that kills a hung process). Counts shrink under ThreadSanitizer or by the factor in
  * SHMC_TEST_SCALE_DOWN. */
@@ -400,6 +403,109 @@ static void test_batches(void)
            (unsigned long long)sources[0].count);
 }
 
+/* ------------------------------------------------------------------ single writer */
+
+/* Child: a single-writer publisher (source 1) that sends batches of 1..150 until it is killed. */
+static int single_writer_publisher(int in, int out, void *arg)
+{
+    (void)in, (void)arg;
+    shmc_pub_t *pub = open_pub(channel_name, 16, SHMC_LOSSLESS | SHMC_SINGLE_WRITER);
+    write_byte(out, 'r');
+    char byte; /* the parent's subscriber is attached: from here on every message is for it */
+    if (!read_byte(in, &byte) || byte != 'g') return 5;
+    enum { MOST = 150 };
+    static uint64_t data[MOST * WORDS_MAX];
+    uint64_t lens[MOST];
+    for (uint64_t seq = 0, size = 1;; size = size % MOST + 1) {
+        size_t used = 0, sent = 0;
+        for (size_t k = 0; k < size; k++) {
+            lens[k] = fill(data + used, 1, seq + k);
+            used += lens[k] / 8;
+        }
+        CHECK_OK(shmc_pub_send_many(pub, data, lens, size, &sent, 10 * SECOND));
+        seq += size;
+    }
+}
+
+static void test_single_writer_taken_over(void)
+{
+    channel_name = unique_name("procs-single");
+    link_t l1;
+    pid_t first = spawn(single_writer_publisher, NULL, &l1);
+    char byte;
+    CHECK(read_byte(l1.to_parent[0], &byte) && byte == 'r');
+    shmc_sub_t *sub = open_sub(channel_name);
+    write_byte(l1.to_child[1], 'g');
+
+    /* Read source 1 for a while, then kill it mid-stream (it is blocked on us or writing). */
+    uint64_t buf[40 * WORDS_MAX];
+    size_t lens[40], count = 0;
+    uint64_t next1 = 0, next2 = 0, target = scaled(50000);
+    int killed = 0;
+    while (!killed || next2 < target) {
+        if (!killed && next1 >= target) {
+            kill_to_zombie(first);
+            killed = 1;
+            /* A second single writer cannot join while the first lives; now it takes over. */
+            shmc_pub_options_t o;
+            shmc_pub_options_init(&o);
+            o.num_slots = 16;
+            o.slot_size = SLOT_SIZE;
+            o.flags = SHMC_LOSSLESS | SHMC_SINGLE_WRITER;
+            shmc_pub_t *second = NULL;
+            CHECK_OK(shmc_pub_open(channel_name, &o, &second));
+            /* Send target messages of source 2 while reading: the ring holds only 16. */
+            for (uint64_t seq = 0; seq < target;) {
+                size_t used = 0, n = (size_t)(target - seq < 7 ? target - seq : 7), sent = 0;
+                uint64_t out[7 * WORDS_MAX], olens[7];
+                for (size_t k = 0; k < n; k++) {
+                    olens[k] = fill(out + used, 2, seq + k);
+                    used += olens[k] / 8;
+                }
+                int rc = shmc_pub_send_many(second, out, olens, n, &sent, 0);
+                CHECK(rc == 0 || rc == SHMC_EAGAIN);
+                seq += sent;
+                while (shmc_sub_recv_many(sub, buf, sizeof buf, lens, 40, &count, 0) == 0) {
+                    const unsigned char *at = (const unsigned char *)buf;
+                    for (size_t k = 0; k < count; k++) {
+                        uint64_t tag = check_intact(at, lens[k]);
+                        if (tag_source(tag) == 1) { /* the rest of the first: in order, then none */
+                            CHECK(tag_seq(tag) == next1);
+                            next1 = tag_seq(tag) + 1;
+                        } else {
+                            CHECK(tag_source(tag) == 2 && tag_seq(tag) == next2);
+                            next2 = tag_seq(tag) + 1;
+                        }
+                        at += lens[k];
+                    }
+                }
+            }
+            CHECK(next2 == target);
+            shmc_stats_t s = sub_stats(sub);
+            CHECK(s.reconnects == 0); /* the same segment: taken over, not replaced */
+            CHECK(s.dropped <= 1);    /* at most the claim the first one died holding */
+            CHECK_OK(shmc_pub_close(second));
+            break;
+        }
+        int rc = shmc_sub_recv_many(sub, buf, sizeof buf, lens, 40, &count, 10 * SECOND);
+        CHECK_OK(rc);
+        if (rc) break;
+        const unsigned char *at = (const unsigned char *)buf;
+        for (size_t k = 0; k < count; k++) {
+            uint64_t tag = check_intact(at, lens[k]);
+            CHECK(tag_source(tag) == 1 && tag_seq(tag) == next1); /* lossless: from its first one */
+            next1 = tag_seq(tag) + 1;
+            at += lens[k];
+        }
+    }
+    CHECK(wait_child(first) == 128 + SIGKILL);
+    unlink_pipes(&l1);
+    CHECK_OK(shmc_sub_close(sub));
+    CHECK(!segment_exists(channel_name));
+    printf("single writer: killed after %llu messages, taken over, %llu more, in order\n",
+           (unsigned long long)next1, (unsigned long long)next2);
+}
+
 int main(void)
 {
     scale_init(2, 1000);
@@ -410,5 +516,6 @@ int main(void)
     test_killed_claimant();
     test_killed_subscriber_lossless();
     test_batches();
+    test_single_writer_taken_over();
     return test_result("pubsub_procs");
 }

@@ -195,7 +195,7 @@ static void test_ring_abandon(void)
     memset(ctrl, 0, SHMI_RING_CTRL_BYTES);
     memset(mem, 0, (size_t)slots * stride);
     shmi_ring_t ring;
-    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride, 0);
+    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride, 0, 0);
 
     const uint32_t dead = 5, live = 1;
     uint64_t pos, blocker, word;

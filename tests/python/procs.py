@@ -215,14 +215,15 @@ def lossless_publisher(name: str, count: int, num_slots: int, subscribers: int, 
 
 
 def pattern_publisher(name: str, size: int, generation: int, count: Optional[int], events: Any,
-                      linger: Any) -> None:
+                      linger: Any, single_writer: bool = False) -> None:
     """Lossless publisher of pattern payloads whose sequence number is (generation << 32) | seq:
     ``count`` of them, or forever (until killed) if count is None. Starts sending once a subscriber
     is attached; stays until ``linger`` is set."""
     def body() -> None:
         from shmcomm import Publisher
 
-        with Publisher(name, num_slots=16, slot_size=size, serialization="raw", lossless=True) as pub:
+        with Publisher(name, num_slots=16, slot_size=size, serialization="raw", lossless=True,
+                       single_writer=single_writer) as pub:
             events.put({"kind": "ready", "pid": os.getpid(), "generation": generation})
             wait_until(lambda: pub.stats()["subscribers"] >= 1, 30, "a subscriber attaches")
             seq = 0

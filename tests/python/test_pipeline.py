@@ -94,6 +94,29 @@ def test_default_geometry_send_recv_stats_and_close(channel: str) -> None:
     push.close()
 
 
+def test_single_writer_queue_refuses_a_second_live_pusher_and_keeps_order(channel: str) -> None:
+    with Pusher(channel, num_slots=8, slot_size=64, single_writer=True) as push:
+        with pytest.raises(SHMConnectionError, match="single_writer"):
+            Pusher(channel, num_slots=8, slot_size=64, single_writer=True)
+        with pytest.raises(SHMError, match="single_writer"):  # every pusher must agree on it
+            Pusher(channel, num_slots=8, slot_size=64)
+        with Puller(channel, serialization="raw") as a, Puller(channel, serialization="raw") as b:
+            records = np.arange(40, dtype="<u8")
+            sent, got = 0, []
+            while sent < 40 or len(got) < 40:  # 40 items through 8 slots, two pullers taking turns
+                if sent < 40:
+                    try:
+                        sent += push.send_packed(records[sent:], 8, block=False)
+                    except SHMBufferFullError as full:  # the queue is full: what went is in .sent
+                        sent += full.sent  # type: ignore[attr-defined]
+                for puller in (a, b):
+                    item = puller.recv_bytes(timeout=0)
+                    if item is not None:
+                        got.append(int.from_bytes(item, "little"))
+            assert sorted(got) == list(range(40))  # each item exactly once
+        assert push.stats()["single_writer"] is True
+
+
 def test_send_bytes_takes_any_bytes_like_object(channel: str) -> None:
     with Pusher(channel, num_slots=8, slot_size=256, serialization="raw") as push, \
             Puller(channel, serialization="raw") as pull:

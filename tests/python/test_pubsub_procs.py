@@ -14,7 +14,7 @@ import pytest
 from procs import (CTX, PAIR, SEQ, Children, check_pattern, get, join, kill_and_wait_zombie,
                    lossless_publisher, lossless_subscriber, multi_publisher, pattern_payload,
                    pattern_publisher, process_state, slow_subscriber, stalling_subscriber, wait_until)
-from shmcomm import Publisher, SHMError, Subscriber
+from shmcomm import Publisher, SHMConnectionError, SHMError, Subscriber
 
 
 @pytest.mark.timeout(150)
@@ -161,6 +161,48 @@ def test_publisher_killed_mid_stream_then_restarted_is_followed_by_the_same_subs
             assert get(events2, 30, "the restarted publisher's report", "result")["sent"] == 500
             linger.set()
             assert join(second, 20, "restarted publisher") == 0
+
+
+@pytest.mark.timeout(120)
+def test_single_writer_killed_mid_stream_is_taken_over_on_the_same_channel(channel: str) -> None:
+    size = 1024
+    events1, events2, linger = CTX.Queue(), CTX.Queue(), CTX.Event()
+    with Children() as kids:
+        first = kids.start(pattern_publisher, channel, size, 1, None, events1, linger, True)
+        get(events1, 30, "the first publisher", "ready")
+        with Subscriber(channel, timeout_connect=10.0, serialization="raw") as sub:
+            seqs = _receive_generation(sub, 1, size, 2000, 10.0)
+            assert seqs == list(range(2000))
+            # The channel has one writer: a second one is refused while the first lives.
+            with pytest.raises(SHMConnectionError, match="single_writer"):
+                Publisher(channel, num_slots=16, slot_size=size, lossless=True, single_writer=True)
+            os.kill(first.pid, signal.SIGKILL)  # mid-stream: it sends as fast as we read
+            assert join(first, 10, "killed publisher") == -signal.SIGKILL
+
+            # A new single writer takes the same channel over: what the first completed is still
+            # there, in order and intact, then the second one's messages follow on the same ring.
+            second = kids.start(pattern_publisher, channel, size, 2, 500, events2, linger, True)
+            get(events2, 30, "the new publisher", "ready")
+            seqs2: list = []
+            while len(seqs2) < 500:
+                payload = sub.recv_bytes(timeout=10.0)
+                assert payload is not None, "nothing from the new publisher"
+                seq = check_pattern(payload)
+                assert seq is not None, f"torn message across the takeover: {payload[:32]!r}..."
+                if seq >> 32 == 1:
+                    assert not seqs2 and (seq & 0xFFFFFFFF) == seqs[-1] + 1  # the first's rest, in order
+                    seqs.append(seq & 0xFFFFFFFF)
+                else:
+                    assert seq >> 32 == 2
+                    seqs2.append(seq & 0xFFFFFFFF)
+            assert seqs2 == list(range(500))
+            stats = sub.stats()
+            assert stats["reconnects"] == 0, stats  # taken over, not replaced by a new generation
+            assert stats["dropped"] <= 1, stats     # at most the message the first died writing
+            assert stats["single_writer"] is True
+            assert get(events2, 30, "the new publisher's report", "result")["sent"] == 500
+            linger.set()
+            assert join(second, 20, "new publisher") == 0
 
 
 @pytest.mark.timeout(120)
