@@ -55,6 +55,7 @@ class SuiteAdapter(BaseAdapter):
             "lossless": w.get("lossless", True), "blocking": w.get("blocking", False),
             "batch": p["batch"], "ipc_dir": p["ipc_dir"], "tcp_ports": p.get("tcp_ports", {}),
             "fanout": w.get("fanout"), "spin_us": w.get("spin_us", 50), "busy": w.get("busy", False),
+            "single_writer": w.get("single_writer", False),
         }
         self.spec = spec
         base = p["name"]

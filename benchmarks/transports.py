@@ -81,7 +81,7 @@ class Shmcomm(Transport):
         t, self.ep = spec["timeout"], None
         if role == "tx":
             pub = self.ep = Publisher(name, num_slots=spec["depth"], slot_size=spec["size"],
-                                      lossless=spec["lossless"])
+                                      lossless=spec["lossless"], single_writer=spec.get("single_writer", False))
             self.send = functools.partial(pub.send_bytes, block=True, timeout=t) if spec["lossless"] \
                 else pub.send_bytes
             self.send_many = functools.partial(pub.send_many_bytes, block=True, timeout=t)

@@ -3,7 +3,8 @@
  *
  *   shmc_bench latency ROUNDS CORE_A CORE_B MODE   PUB/SUB ping-pong over two channels; MODE busy
  *                                                  (shmc_sub_next with timeout 0 in a loop) or
- *                                                  blocking (shmc_sub_next waits: spin, then futex)
+ *                                                  blocking (shmc_sub_next waits: spin, then futex);
+ *                                                  busy-sw / blocking-sw: SHMC_SINGLE_WRITER channels
  *   shmc_bench throughput N CORE_A CORE_B MODE     one lossless publisher, one subscriber; MODE single
  *                                                  (shmc_pub_send / shmc_sub_next per message) or
  *                                                  batch (shmc_pub_send_many / shmc_sub_recv_many, 256);
@@ -55,7 +56,7 @@ static int64_t next(shmc_sub_t *sub, int busy) {
     }
 }
 
-static int latency(long rounds, int core_a, int core_b, int busy, const char *tag) {
+static int latency(long rounds, int core_a, int core_b, int busy, int single_writer, const char *tag) {
     long warmup = rounds / 10 + 1000;
     char a2b[64], b2a[64];
     snprintf(a2b, sizeof a2b, "shmbench_c_%s_a2b", tag);
@@ -64,6 +65,7 @@ static int latency(long rounds, int core_a, int core_b, int busy, const char *ta
     shmc_pub_options_init(&po);
     po.num_slots = 64;
     po.slot_size = MSG;
+    po.flags = single_writer ? SHMC_SINGLE_WRITER : 0;
     shmc_sub_options_t so;
     shmc_sub_options_init(&so);
     so.connect_timeout_ns = WAIT_NS;
@@ -241,11 +243,12 @@ int main(int argc, char **argv) {
     char tag[32];
     snprintf(tag, sizeof tag, "%d", (int)getpid());
     if (argc >= 6 && !strcmp(argv[1], "latency"))
-        return latency(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "busy"), tag);
+        return latency(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strncmp(argv[5], "busy", 4),
+                       strstr(argv[5], "-sw") != NULL, tag);
     if (argc >= 6 && !strcmp(argv[1], "throughput"))
         return throughput(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), !strncmp(argv[5], "batch", 5),
                           strstr(argv[5], "-sw") != NULL, tag);
-    fprintf(stderr, "usage: shmc_bench latency ROUNDS CORE_A CORE_B busy|blocking\n"
+    fprintf(stderr, "usage: shmc_bench latency ROUNDS CORE_A CORE_B busy|blocking|busy-sw|blocking-sw\n"
                     "       shmc_bench throughput N CORE_A CORE_B single|batch|single-sw|batch-sw\n");
     return 2;
 }
