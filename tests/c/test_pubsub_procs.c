@@ -483,7 +483,9 @@ static void test_single_writer_taken_over(void)
             CHECK(next2 == target);
             shmc_stats_t s = sub_stats(sub);
             CHECK(s.reconnects == 0); /* the same segment: taken over, not replaced */
-            CHECK(s.dropped <= 1);    /* at most the claim the first one died holding */
+            /* At most the run of claims the first one died filling (a batch claims up to 64
+             * positions before it fills them; this ring has 16): lost in flight, never torn. */
+            CHECK(s.dropped <= 16);
             CHECK_OK(shmc_pub_close(second));
             break;
         }
