@@ -37,6 +37,22 @@ from transports import SEQ, STOP, STOP8, open_transport
 PICKLE_SIZE = 256  # slot size for the pickled dict (it pickles to about 100 bytes)
 
 
+def _count_seqs(seqs, expected: int, st: list):
+    """Checks a batch's sequence numbers in order: (messages counted, next expected, end marker seen).
+    Gaps and disorder go to st (see _tp_check); the end marker stops the count."""
+    counted = 0
+    for seq in seqs:
+        if seq == expected:
+            expected += 1
+            counted += 1
+        elif seq == STOP:
+            return counted, expected, True
+        else:
+            counted += 1
+            expected = _tp_check(seq, expected, st)
+    return counted, expected, False
+
+
 def small_dict(i: int) -> dict:
     """The "pickled small dict" of the latency workload: a pose-like record."""
     return {"seq": i, "x": 1.25, "y": -0.5, "z": 3.0, "frame": "base_link", "valid": True}
@@ -273,19 +289,10 @@ class SuiteAdapter(BaseAdapter):
                 expected += got  # the run we expected: every one checked at once
                 count += got
                 continue
-            offset = 0  # anything else (the end marker, a gap): message by message, by their sizes
-            for j in range(got):
-                seq = int(flat[offset:offset + 8].view("<u8")[0])
-                offset += int(sizes[j])
-                if seq == expected:
-                    expected += 1
-                    count += 1
-                elif seq == STOP:
-                    stopped = True
-                    break
-                else:
-                    count += 1
-                    expected = _tp_check(seq, expected, st)
+            # anything else (the end marker, a gap): message by message, where their sizes put them
+            starts = np.concatenate(([0], np.cumsum(sizes[:got - 1], dtype=np.uint64))).astype(np.int64)
+            n, expected, stopped = _count_seqs((int(flat[o:o + 8].view("<u8")[0]) for o in starts), expected, st)
+            count += n
         return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
                 "t_first": t_first, "t_last": now(), "stopped": stopped, "expected_next": expected}
 
@@ -309,17 +316,8 @@ class SuiteAdapter(BaseAdapter):
                 t_end[0] = None
                 if t_first is None:
                     t_first = now()
-                for m in got:
-                    seq = unpack(m, 0)[0]
-                    if seq == expected:
-                        expected += 1
-                        count += 1
-                    elif seq == STOP:
-                        stopped = True
-                        break
-                    else:
-                        count += 1
-                        expected = _tp_check(seq, expected, st)
+                n, expected, stopped = _count_seqs((unpack(m, 0)[0] for m in got), expected, st)
+                count += n
             t_last = now()
         else:
             while True:

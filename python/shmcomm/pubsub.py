@@ -33,6 +33,16 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
     }
 
 
+def _nbytes_arg(nbytes: Optional[int], limit: int) -> int:
+    """A loan's size argument: ``limit`` for None, else an int in 0..limit (the common case costs
+    one test; anything else gets check_int's error)."""
+    if nbytes is None:
+        return limit
+    if nbytes.__class__ is int and 0 <= nbytes <= limit:
+        return nbytes
+    return check_int(nbytes, "nbytes", 0, limit)
+
+
 class PublisherLoan:
     """A slot lent by :meth:`Publisher.loan`: fill ``data`` in place, then ``commit()``. As a context
     manager it commits on success and gives the slot back unpublished on an exception."""
@@ -73,12 +83,7 @@ class PublisherLoan:
 
     def commit(self, nbytes: Optional[int] = None) -> None:
         """Publishes the first ``nbytes`` bytes (all of them by default)."""
-        if nbytes is None:
-            n = self._nbytes
-        elif nbytes.__class__ is int and 0 <= nbytes <= self._nbytes:
-            n = nbytes
-        else:
-            n = check_int(nbytes, "nbytes", 0, self._nbytes)  # raises what is wrong with it
+        n = _nbytes_arg(nbytes, self._nbytes)
         handle = self._finish()
         publisher = self._publisher
         publisher._busy += 1
@@ -174,12 +179,7 @@ class Publisher(Sender):
              timeout: Optional[float] = None) -> PublisherLoan:
         """Lends the next slot for writing in place (zero copy): ``loan.data`` is a writable
         memoryview of ``nbytes`` (default slot_size) bytes. Commit it, or use it as a context manager."""
-        if nbytes is None:
-            n = self.slot_size
-        elif nbytes.__class__ is int and 0 <= nbytes <= self.slot_size:
-            n = nbytes
-        else:
-            n = check_int(nbytes, "nbytes", 0, self.slot_size)  # raises what is wrong with it
+        n = _nbytes_arg(nbytes, self.slot_size)
         if self._loan is not None:
             raise SHMError(f"{self.name!r} already has a loan open: commit or cancel it first", b.EINVAL)
         handle = self._handle
