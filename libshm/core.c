@@ -36,7 +36,7 @@ const char *shmc_strerror(int code)
     case SHMC_ESCHEMA: return "the stream's schema is not the one expected (fields, dtypes or shapes differ), or a schema is invalid";
     case SHMC_EWRITERDEAD: return "the stream's writer died (every frame it committed was delivered first)";
     case SHMC_EREADERDEAD: return "a reader of the stream died (its registry entry was reaped)";
-    case SHMC_EBUSY: return "the stream already has a live writer (one writer per stream)";
+    case SHMC_EBUSY: return "the channel already has its one live writer (a STREAM, or a SHMC_SINGLE_WRITER channel)";
     case SHMC_ECHECKSUM: return "a frame's checksum does not match its data (corrupted in shared memory)";
     case SHMC_EWRITTEN: return "the stream's metadata was already written (it is write-once)";
     default: return "unknown shmcomm error code (is the library older than the caller's header?)";
