@@ -114,7 +114,11 @@ def shmcomm_writer(name: str, size: int, frames: int, path: str, ready: Any, go:
                 frame.commit()
         t1 = time.perf_counter()
         deadline = time.monotonic() + TIMEOUT
-        while w.readers() and w.readers()[0]["frames_seen"] < frames and time.monotonic() < deadline:
+        # Until the reader has seen every frame, or has left (one call: it may leave between two).
+        while time.monotonic() < deadline:
+            readers = w.readers()
+            if not readers or readers[0]["frames_seen"] >= frames:
+                break
             time.sleep(0.001)
     return {"writer_s": t1 - t0, "memcpy_gbps": copy}
 
