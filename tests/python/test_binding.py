@@ -150,3 +150,13 @@ def test_shmcomm_library_override_loads_that_library(c_build: Path) -> None:
     mapped, version = proc.stdout.split()
     assert Path(mapped).resolve() == library.resolve()
     assert version == shmcomm.library_version()
+
+
+def test_the_wheel_installs_every_module_of_the_package() -> None:
+    """meson.build lists the package's files one by one (meson-python installs only those): a module
+    missing there imports from the source tree and fails in every installed wheel."""
+    listed = set(re.findall(r"'python/shmcomm/([^']+)'", (REPO / "meson.build").read_text()))
+    on_disk = {p.name for p in (REPO / "python" / "shmcomm").iterdir()
+               if p.suffix == ".py" or p.name == "py.typed"}
+    assert on_disk - listed == set(), f"add these to py.install_sources in meson.build: {sorted(on_disk - listed)}"
+    assert listed - on_disk == set(), f"meson.build lists files that do not exist: {sorted(listed - on_disk)}"
