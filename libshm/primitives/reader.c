@@ -80,9 +80,9 @@ int shmi_reader_take(shmi_reader_t *r)
     return 0;
 }
 
-int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns)
+/* shmi_reader_wait once the first attempt found nothing: wait up to timeout_ns (not 0). */
+static int reader_wait_slow(shmi_reader_t *r, int64_t timeout_ns)
 {
-    if (r->detached) return SHMC_ECLOSED;
     const uint64_t deadline = timeout_ns > 0 ? shmi_now_ns() + (uint64_t)timeout_ns : 0;
     int64_t left = timeout_ns;
     int rc;
@@ -93,7 +93,16 @@ int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns)
             left = now < deadline ? (int64_t)(deadline - now) : 0;
         }
     }
-    if (rc == SHMC_EAGAIN && timeout_ns != 0) rc = SHMC_ETIMEDOUT; /* the time ran out on a move */
+    return rc == SHMC_EAGAIN ? SHMC_ETIMEDOUT : rc; /* EAGAIN: the time ran out on a move */
+}
+
+int shmi_reader_wait(shmi_reader_t *r, int64_t timeout_ns)
+{
+    if (r->detached) return SHMC_ECLOSED;
+    /* One attempt first: when a message is there (what matters for latency) there is no clock to
+     * read and no wait to set up. */
+    int rc = r->read_once(r);
+    if (rc == SHMC_EAGAIN && timeout_ns != 0) rc = reader_wait_slow(r, timeout_ns);
     if (rc == SHMC_EAGAIN || rc == SHMC_ETIMEDOUT) {
         /* A reader that only polls still follows restarts and recovers dead claims. */
         if (++r->idle_polls % SHMI_IDLE_POLLS_PER_CHECK == 0) maintain(r);

@@ -91,7 +91,9 @@ int shmi_writer_claim(shmi_writer_t *w, int64_t timeout_ns)
 {
     if (w->detached) return SHMC_ECLOSED;
     w->room_at = 0; /* each call takes any room first; hysteresis only once it has to wait */
-    int rc = shmi_wait(&w->ch.ring.ctrl->space, try_claim, maintain, w, timeout_ns, WRITER_SPIN_NS);
+    int rc = try_claim(w); /* the common case: room, and nothing to set up for a wait */
+    if (rc == SHMC_EAGAIN && timeout_ns != 0)
+        rc = shmi_wait(&w->ch.ring.ctrl->space, try_claim, maintain, w, timeout_ns, WRITER_SPIN_NS);
     /* A writer that never waits must still recover the dead claims and peers that hold it back. */
     if (rc == SHMC_EAGAIN && timeout_ns == 0 && ++w->idle_polls % SHMI_IDLE_POLLS_PER_CHECK == 0)
         maintain(w);
