@@ -433,14 +433,15 @@ def reporting_puller(name: str, path: str, events: Any) -> None:
 
 def pattern_pusher(name: str, generation: int, size: int, num_slots: int, events: Any,
                    count: Optional[int] = None, finish: Any = None, extra: int = 0, stops: int = 0,
-                   linger: Any = None) -> None:
+                   linger: Any = None, single_writer: bool = False) -> None:
     """Pushes pattern payloads whose sequence number is (generation << 32) | seq: ``count`` of them;
     or, with ``finish``, until it is set and then ``extra`` more; or forever (until killed). Then
     ``stops`` STOP items, a report, and it stays until ``linger`` is set."""
     def body() -> None:
         from shmcomm import Pusher
 
-        with Pusher(name, num_slots=num_slots, slot_size=size, serialization="raw") as push:
+        with Pusher(name, num_slots=num_slots, slot_size=size, serialization="raw",
+                    single_writer=single_writer) as push:
             events.put({"kind": "ready", "pid": os.getpid(), "generation": generation})
             seq = 0
             end = count

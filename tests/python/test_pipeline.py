@@ -117,6 +117,47 @@ def test_single_writer_queue_refuses_a_second_live_pusher_and_keeps_order(channe
         assert push.stats()["single_writer"] is True
 
 
+@pytest.mark.timeout(120)
+def test_single_writer_pusher_killed_mid_stream_is_taken_over_with_nothing_lost(channel: str) -> None:
+    size = 256
+    events1, events2, linger = CTX.Queue(), CTX.Queue(), CTX.Event()
+    with Children() as kids:
+        first = kids.start(pattern_pusher, channel, 1, size, 16, events1, None, None, 0, 0, None, True)
+        get(events1, 30, "the first pusher", "ready")
+        with Puller(channel, timeout_connect=10.0, serialization="raw") as pull:
+            gen1: List[int] = []
+            while len(gen1) < 1000:
+                item = pull.recv_bytes(timeout=10.0)
+                assert item is not None, "nothing from the first pusher"
+                seq = check_pattern(item)
+                assert seq is not None and seq >> 32 == 1, f"torn or foreign item: {item[:32]!r}"
+                gen1.append(seq & 0xFFFFFFFF)
+            os.kill(first.pid, signal.SIGKILL)  # mid-stream: it pushes as fast as we take
+            assert join(first, 10, "killed pusher") == -signal.SIGKILL
+            # A new single writer takes the same queue over: what the first queued is still there.
+            second = kids.start(pattern_pusher, channel, 2, size, 16, events2, 300, None, 0, 0, linger, True)
+            get(events2, 30, "the new pusher", "ready")
+            gen2: List[int] = []
+            while len(gen2) < 300:
+                item = pull.recv_bytes(timeout=10.0)
+                assert item is not None, "nothing from the new pusher"
+                seq = check_pattern(item)
+                assert seq is not None, f"torn item across the takeover: {item[:32]!r}"
+                if seq >> 32 == 1:
+                    assert not gen2, "an item of the first pusher after the second one's"
+                    gen1.append(seq & 0xFFFFFFFF)
+                else:
+                    gen2.append(seq & 0xFFFFFFFF)
+            assert gen1 == list(range(len(gen1)))  # every completed item of the first, once, in order
+            assert gen2 == list(range(300))
+            stats = pull.stats()
+            assert stats["reconnects"] == 0 and stats["single_writer"] is True, stats
+            assert stats["dropped"] <= 1, stats  # at most the item the first died writing
+            assert get(events2, 30, "the new pusher's report", "result")["sent"] == 300
+            linger.set()
+            assert join(second, 20, "new pusher") == 0
+
+
 def test_send_bytes_takes_any_bytes_like_object(channel: str) -> None:
     with Pusher(channel, num_slots=8, slot_size=256, serialization="raw") as push, \
             Puller(channel, serialization="raw") as pull:
