@@ -65,6 +65,26 @@ class Children:
             proc.join(timeout=10)
 
 
+
+def read_across_takeover(recv: Any, first: List[int], count: int) -> List[int]:
+    """Reads pattern items with ``recv(timeout)`` until ``count`` of generation 2 arrived, after a
+    single writer of generation 1 was killed and a new one took the channel over: the rest of
+    generation 1 goes on ``first`` (none may come after a generation-2 item), generation 2's
+    sequence numbers are returned. Every item must be whole."""
+    second: List[int] = []
+    while len(second) < count:
+        item = recv(10.0)
+        assert item is not None, "nothing from the new writer"
+        seq = check_pattern(item)
+        assert seq is not None, f"torn item across the takeover: {item[:32]!r}..."
+        if seq >> 32 == 1:
+            assert not second, "an item of the first writer after the new one's"
+            first.append(seq & 0xFFFFFFFF)
+        else:
+            assert seq >> 32 == 2, f"item of generation {seq >> 32}"
+            second.append(seq & 0xFFFFFFFF)
+    return second
+
 def get(queue: Any, timeout: float, what: str, kind: Optional[str] = None) -> Dict[str, Any]:
     """The next event from a child (a dict with a "kind"), with a deadline and a clear failure; a
     child's reported exception is raised here with its traceback."""

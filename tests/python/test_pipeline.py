@@ -21,8 +21,8 @@ import pytest
 
 import shmcomm
 from procs import (CTX, PAIR, SEQ, STOP, Children, check_pattern, get, join, pair_puller, pair_pusher,
-                   pattern_puller, pattern_pusher, reporting_puller, stream_pusher, wait_until,
-                   waiting_puller)
+                   pattern_puller, pattern_pusher, read_across_takeover, reporting_puller, stream_pusher,
+                   wait_until, waiting_puller)
 from shmcomm import (Puller, Pusher, SHMBufferFullError, SHMClosedError, SHMConnectionError,
                      SHMError, SHMMessageSizeError, SHMNameError, SHMSerializationError,
                      SHMTimeoutError, SHMTypeError, SHMValueError)
@@ -137,17 +137,7 @@ def test_single_writer_pusher_killed_mid_stream_is_taken_over_with_nothing_lost(
             # A new single writer takes the same queue over: what the first queued is still there.
             second = kids.start(pattern_pusher, channel, 2, size, 16, events2, 300, None, 0, 0, linger, True)
             get(events2, 30, "the new pusher", "ready")
-            gen2: List[int] = []
-            while len(gen2) < 300:
-                item = pull.recv_bytes(timeout=10.0)
-                assert item is not None, "nothing from the new pusher"
-                seq = check_pattern(item)
-                assert seq is not None, f"torn item across the takeover: {item[:32]!r}"
-                if seq >> 32 == 1:
-                    assert not gen2, "an item of the first pusher after the second one's"
-                    gen1.append(seq & 0xFFFFFFFF)
-                else:
-                    gen2.append(seq & 0xFFFFFFFF)
+            gen2 = read_across_takeover(pull.recv_bytes, gen1, 300)
             assert gen1 == list(range(len(gen1)))  # every completed item of the first, once, in order
             assert gen2 == list(range(300))
             stats = pull.stats()

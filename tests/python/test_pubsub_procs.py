@@ -13,7 +13,8 @@ import pytest
 
 from procs import (CTX, PAIR, SEQ, Children, check_pattern, get, join, kill_and_wait_zombie,
                    lossless_publisher, lossless_subscriber, multi_publisher, pattern_payload,
-                   pattern_publisher, process_state, slow_subscriber, stalling_subscriber, wait_until)
+                   pattern_publisher, process_state, read_across_takeover, slow_subscriber,
+                   stalling_subscriber, wait_until)
 from shmcomm import Publisher, SHMConnectionError, SHMError, Subscriber
 
 
@@ -183,18 +184,8 @@ def test_single_writer_killed_mid_stream_is_taken_over_on_the_same_channel(chann
             # there, in order and intact, then the second one's messages follow on the same ring.
             second = kids.start(pattern_publisher, channel, size, 2, 500, events2, linger, True)
             get(events2, 30, "the new publisher", "ready")
-            seqs2: list = []
-            while len(seqs2) < 500:
-                payload = sub.recv_bytes(timeout=10.0)
-                assert payload is not None, "nothing from the new publisher"
-                seq = check_pattern(payload)
-                assert seq is not None, f"torn message across the takeover: {payload[:32]!r}..."
-                if seq >> 32 == 1:
-                    assert not seqs2 and (seq & 0xFFFFFFFF) == seqs[-1] + 1  # the first's rest, in order
-                    seqs.append(seq & 0xFFFFFFFF)
-                else:
-                    assert seq >> 32 == 2
-                    seqs2.append(seq & 0xFFFFFFFF)
+            seqs2 = read_across_takeover(sub.recv_bytes, seqs, 500)
+            assert seqs == list(range(len(seqs)))  # the first's, in order, then none
             assert seqs2 == list(range(500))
             stats = sub.stats()
             assert stats["reconnects"] == 0, stats  # taken over, not replaced by a new generation
