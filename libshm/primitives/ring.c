@@ -84,6 +84,17 @@ static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64
     return 1;
 }
 
+/* 1 if a writer may claim pos over slot word `word`: never written (the first lap), or done with
+ * pos - num_slots (READY or FREE; in a work queue only FREE: a READY message there is not taken yet). */
+static int free_for(const shmi_ring_t *ring, uint64_t word, uint64_t pos)
+{
+    if (word == 0) return pos < ring->num_slots;
+    if (shmi_word_pos(word) + ring->num_slots != pos) return 0;
+    uint32_t state = shmi_word_state(word);
+    if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING) return 0;
+    return !(ring->competing && state == SHMI_SLOT_READY);
+}
+
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos_out,
                     uint64_t *blocker)
 {
@@ -95,38 +106,33 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
         if (pos >= limit) return SHMC_EAGAIN;
         shmi_slot_t *slot = slot_at(ring, pos);
         uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        int free_slot;
-        if (word == 0) {
-            free_slot = pos < ring->num_slots;
-        } else {
-            uint64_t held = shmi_word_pos(word);
-            if (held > pos) {
-                /* Other writers claimed a whole lap since we read head (we were preempted).
-                 * Head is then past pos: the claimer of `held` read head == held before its CAS,
-                 * which our acquire load of the word follows. Only a corrupt segment has a slot
-                 * ahead of the current head. */
-                if (atomic_load_explicit(&ring->ctrl->head, memory_order_acquire) > pos) continue;
-                return SHMC_EBADSEG;
+        if (free_for(ring, word, pos)) {
+            if (take_slot(ring, slot, word, pos, owner)) {
+                *pos_out = pos;
+                return 0;
             }
-            if (held == pos) {
-                help_head(ring, pos); /* pos is claimed but head was not moved yet */
-                continue;
-            }
-            if (held + ring->num_slots != pos) return SHMC_EBADSEG;
-            uint32_t state = shmi_word_state(word);
-            if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING) {
-                *blocker = word; /* an earlier writer, or a competing reader, still holds the slot */
-                return SHMC_EAGAIN;
-            }
-            /* A competing reader has not taken the message a lap back yet: the queue is full. */
-            if (ring->competing && state == SHMI_SLOT_READY) return SHMC_EAGAIN;
-            free_slot = 1;
+            continue; /* another writer claimed pos first */
         }
-        if (!free_slot) return SHMC_EBADSEG;
-        if (take_slot(ring, slot, word, pos, owner)) {
-            *pos_out = pos;
-            return 0;
+        if (word == 0) return SHMC_EBADSEG; /* never written, a lap or more past the start */
+        uint64_t held = shmi_word_pos(word);
+        if (held > pos) {
+            /* Other writers claimed a whole lap since we read head (we were preempted).
+             * Head is then past pos: the claimer of `held` read head == held before its CAS,
+             * which our acquire load of the word follows. Only a corrupt segment has a slot
+             * ahead of the current head. */
+            if (atomic_load_explicit(&ring->ctrl->head, memory_order_acquire) > pos) continue;
+            return SHMC_EBADSEG;
         }
+        if (held == pos) {
+            help_head(ring, pos); /* pos is claimed but head was not moved yet */
+            continue;
+        }
+        if (held + ring->num_slots != pos) return SHMC_EBADSEG;
+        uint32_t state = shmi_word_state(word);
+        if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING)
+            *blocker = word; /* an earlier writer, or a competing reader, still holds the slot */
+        /* else a competing reader has not taken the message a lap back yet: the queue is full. */
+        return SHMC_EAGAIN;
     }
     return SHMC_EBADSEG;
 }
@@ -136,17 +142,9 @@ int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint
     if (pos >= limit) return 0;
     shmi_slot_t *slot = slot_at(ring, pos);
     uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    if (word == 0) {
-        if (pos >= ring->num_slots) return 0;
-    } else {
-        /* Free for pos: done with pos - num_slots. Anything else goes the general way. */
-        if (shmi_word_pos(word) + ring->num_slots != pos) return 0;
-        uint32_t state = shmi_word_state(word);
-        if (state == SHMI_SLOT_WRITING || state == SHMI_SLOT_READING) return 0;
-        if (ring->competing && state == SHMI_SLOT_READY) return 0;
-    }
-    /* A claim of pos by another writer changed the word since our load: the CAS fails. */
-    return take_slot(ring, slot, word, pos, owner);
+    /* Anything but a plainly free slot goes the general way (shmi_ring_claim); a claim of pos by
+     * another writer changed the word since our load, and the CAS fails. */
+    return free_for(ring, word, pos) && take_slot(ring, slot, word, pos, owner);
 }
 
 void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len)
