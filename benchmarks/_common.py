@@ -612,6 +612,86 @@ def measure(run, rep: int, repeats: int, what: str, describe) -> dict:
     return r
 
 
+# ---------------------------------------------------------------------------------------------
+# The two-process ping-pong + throughput scripts (bench_pubsub.py, bench_pair.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def add_pingpong_throughput_args(ap, workloads: tuple, variants_help: str, depth_help: str) -> None:
+    """--workloads, --variants, --repeats/--rounds/--warmup, --messages, --depth, --quick, --cores,
+    --timeout, --run-timeout, --start-method, --json, --no-samples."""
+    ap.add_argument("--workloads", default=",".join(workloads), help="pingpong,throughput (default: both)")
+    ap.add_argument("--variants", default="all", help=variants_help)
+    add_repeats(ap, rounds="ping-pong round trips")
+    ap.add_argument("--messages", type=int, default=1_000_000, help="throughput messages (default 1000000)")
+    ap.add_argument("--depth", type=int, default=1024, help=depth_help)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 repeat, 2000 rounds, 200 warm-up, 100000 messages")
+    add_process_options(ap, "cores for process A and B, e.g. 0,1; 'none' disables pinning (default 0,1)")
+    add_run_options(ap, "write all raw numbers (incl. every latency sample) here", samples=True)
+
+
+def apply_quick(a):
+    """--quick: 1 repeat, 2000 rounds, 200 warm-up, 100000 messages. Returns a."""
+    if a.quick:
+        a.repeats, a.rounds, a.warmup, a.messages = 1, 2_000, 200, 100_000
+    return a
+
+
+def pingpong_throughput_plan(args, libs_all: tuple, workloads_all: tuple):
+    """(libs, workloads, wanted variants, cores, run timeout) from the arguments, or None after
+    saying on stderr what is wrong with them."""
+    libs = parse_libs(args.only, libs_all)
+    if libs is None:
+        return None
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if any(w not in workloads_all for w in workloads):
+        print(f"unknown workload in --workloads: {workloads}", file=sys.stderr)
+        return None
+    cores = None if args.cores.lower() == "none" else [int(c) for c in args.cores.split(",")]
+    if cores is not None and len(cores) != 2:
+        print("--cores needs two core numbers (A,B) or 'none'", file=sys.stderr)
+        return None
+    run_timeout = args.run_timeout or (60.0 + args.messages / 20_000 + (args.rounds + args.warmup) / 500)
+    return libs, workloads, parse_variants(args.variants), cores, run_timeout
+
+
+def pingpong_throughput_params(args, cores, run_timeout: float, ipc_dir: str) -> dict:
+    """What every worker of these scripts gets."""
+    return {"rounds": args.rounds, "warmup": args.warmup, "n_msgs": args.messages, "depth": args.depth,
+            "timeout": args.timeout, "setup_timeout": max(30.0, 3 * args.timeout), "run_timeout": run_timeout,
+            "cores": cores, "ipc_dir": ipc_dir}
+
+
+def run_repeats(repeats: int, plan, run_one, label, describe) -> tuple:
+    """Runs run_one(lib, variant, wl) for every (lib, variant, wl) of plan, repeats outermost (drifting
+    machine load spreads over every row). Returns ({(lib, variant): {wl: [result, ...]}}, seconds)."""
+    results: dict = {}
+    t_start = time.monotonic()
+    for rep in range(repeats):
+        for lib, variant, wl in plan:
+            r = measure(lambda: run_one(lib, variant, wl), rep, repeats, label(lib, variant, wl),
+                        lambda r: describe(r, wl))
+            results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
+    return results, time.monotonic() - t_start
+
+
+def results_json(results: dict, no_samples: bool, latency_keys: tuple) -> list:
+    """The "results" entries of the JSON document: every run, and the summaries of latency_keys
+    (ping-pong) or msgs_per_s (throughput)."""
+    out = []
+    for (lib, variant), per_wl in results.items():
+        entry: dict = {"library": lib, "variant": variant, "summary": {}, "runs": {}}
+        for wl, runs in per_wl.items():
+            if no_samples:
+                runs = without_samples(runs)
+            entry["runs"][wl] = runs
+            keys = latency_keys if wl == "pingpong" else ("msgs_per_s",)
+            entry["summary"][wl] = {k: summarize(runs, k) for k in keys}
+        out.append(entry)
+    return out
+
+
 def exit_status(runs) -> int:
     """1 if any of the runs failed, else 0."""
     return 1 if any(not r.get("ok") for r in runs) else 0

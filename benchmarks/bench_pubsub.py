@@ -25,13 +25,13 @@ import sys
 import tempfile
 import time
 
-from _common import (MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, BaseAdapter, BenchError, BenchTimeout,
-                     ZmqEndpoint, _cell, _fmt, _fmt_rate, _ratio, _tp_check, add_process_options,
-                     add_repeats, add_run_options, argument_parser, check_libraries, exit_status,
-                     failed_note, json_doc, measure, multiprocessing_version, package_version,
-                     parse_libs, parse_variants, report_header, rtt_result, run_group, selected,
-                     shmcomm_version, skipped_row, summarize, table_row, without_samples, write_json,
-                     zmq_version)
+from _common import (BaseAdapter, BenchError, BenchTimeout, MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL,
+                     ZmqEndpoint, _cell, _fmt, _fmt_rate, _ratio, _tp_check,
+                     add_pingpong_throughput_args, apply_quick, argument_parser, check_libraries,
+                     exit_status, failed_note, json_doc, multiprocessing_version,
+                     package_version, pingpong_throughput_params, pingpong_throughput_plan,
+                     report_header, results_json, rtt_result, run_group, run_repeats, selected,
+                     shmcomm_version, skipped_row, summarize, table_row, write_json, zmq_version)
 
 LIBS = ("shmcomm", "zmq", "iceoryx2", "pipe")
 LIB_LABEL = {"shmcomm": "shmcomm", "zmq": "pyzmq ipc://", "iceoryx2": "iceoryx2", "pipe": "mp.Pipe"}
@@ -754,21 +754,10 @@ def render_table(results: dict, order: list, skipped: dict) -> str:
 
 def parse_args(argv=None):
     ap = argument_parser(__doc__, LIBS)
-    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="pingpong,throughput (default: both)")
-    ap.add_argument("--variants", default="all",
-                    help="comma-separated subset of busy-wait,blocking,blocking-nospin (default: all)")
-    add_repeats(ap, rounds="ping-pong round trips")
-    ap.add_argument("--messages", type=int, default=1_000_000, help="throughput messages (default 1000000)")
-    ap.add_argument("--depth", type=int, default=1024,
-                    help="queue depth for shmcomm num_slots and iceoryx2 buffer size (default 1024)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke test: 1 repeat, 2000 rounds, 200 warm-up, 100000 messages")
-    add_process_options(ap, "cores for process A and B, e.g. 0,1; 'none' disables pinning (default 0,1)")
-    add_run_options(ap, "write all raw numbers (incl. every latency sample) here", samples=True)
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.repeats, a.rounds, a.warmup, a.messages = 1, 2_000, 200, 100_000
-    return a
+    add_pingpong_throughput_args(ap, WORKLOADS,
+                                 "comma-separated subset of busy-wait,blocking,blocking-nospin (default: all)",
+                                 "queue depth for shmcomm num_slots and iceoryx2 buffer size (default 1024)")
+    return apply_quick(ap.parse_args(argv))
 
 
 def _describe(r, wl) -> str:
@@ -779,19 +768,10 @@ def _describe(r, wl) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    libs = parse_libs(args.only, LIBS)
-    if libs is None:
+    plan = pingpong_throughput_plan(args, LIBS, WORKLOADS)
+    if plan is None:
         return 2
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if any(w not in WORKLOADS for w in workloads):
-        print(f"unknown workload in --workloads: {workloads}", file=sys.stderr)
-        return 2
-    want_variants = parse_variants(args.variants)
-    cores = None if args.cores.lower() == "none" else [int(c) for c in args.cores.split(",")]
-    if cores is not None and len(cores) != 2:
-        print("--cores needs two core numbers (A,B) or 'none'", file=sys.stderr)
-        return 2
-    run_timeout = args.run_timeout or (60.0 + args.messages / 20_000 + (args.rounds + args.warmup) / 500)
+    libs, workloads, want_variants, cores, run_timeout = plan
 
     cmd, info = report_header("shmcomm pub/sub benchmark", load=False)
     print(f"- pinning: A on {cores[0] if cores else '-'}, B on {cores[1] if cores else '-'};"
@@ -801,23 +781,15 @@ def main(argv=None) -> int:
           f" wait bound {args.timeout} s, watchdog {run_timeout:.0f} s per measurement")
     versions, skipped = check_libraries(libs, CHECKS, LIB_LABEL)
 
-    p = {
-        "rounds": args.rounds, "warmup": args.warmup, "n_msgs": args.messages, "depth": args.depth,
-        "timeout": args.timeout, "setup_timeout": max(30.0, 3 * args.timeout), "run_timeout": run_timeout,
-        "cores": cores, "ipc_dir": tempfile.mkdtemp(prefix="shmbench-"),  # for zmq's ipc:// files
-    }
+    p = pingpong_throughput_params(args, cores, run_timeout,
+                                   tempfile.mkdtemp(prefix="shmbench-"))  # for zmq's ipc:// files
     ctx = mp.get_context(args.start_method)
-    results: dict = {}
-    t_start = time.monotonic()
-    for rep in range(args.repeats):
-        for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants):
-            for wl in workloads:
-                if wl not in VARIANT_WORKLOADS.get(variant, WORKLOADS):
-                    continue
-                r = measure(lambda: run_pair(ctx, lib, wl, variant, p), rep, args.repeats,
-                            f"{LIB_LABEL[lib]:>13} {variant:<15} {wl:<10}", lambda r: _describe(r, wl))
-                results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
-    elapsed = time.monotonic() - t_start
+    measurements = [(lib, variant, wl) for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants)
+                    for wl in workloads if wl in VARIANT_WORKLOADS.get(variant, WORKLOADS)]
+    results, elapsed = run_repeats(args.repeats, measurements,
+                                   lambda lib, variant, wl: run_pair(ctx, lib, wl, variant, p),
+                                   lambda lib, variant, wl: f"{LIB_LABEL[lib]:>13} {variant:<15} {wl:<10}",
+                                   _describe)
     shutil.rmtree(p["ipc_dir"], ignore_errors=True)
 
     print("## Results\n")
@@ -831,16 +803,8 @@ def main(argv=None) -> int:
     print(f"\n_total {elapsed:.0f} s_")
 
     if args.json:
-        doc = json_doc(None, cmd, args, info, versions, skipped, p, elapsed, results=[])
-        for (lib, variant), per_wl in results.items():
-            entry = {"library": lib, "variant": variant, "summary": {}, "runs": {}}
-            for wl, runs in per_wl.items():
-                if args.no_samples:
-                    runs = without_samples(runs)
-                entry["runs"][wl] = runs
-                keys = ("p50_us", "p99_us", "p999_us", "mean_us") if wl == "pingpong" else ("msgs_per_s",)
-                entry["summary"][wl] = {k: summarize(runs, k) for k in keys}
-            doc["results"].append(entry)
+        doc = json_doc(None, cmd, args, info, versions, skipped, p, elapsed,
+                       results=results_json(results, args.no_samples, ("p50_us", "p99_us", "p999_us", "mean_us")))
         write_json(args.json, doc)
     return exit_status(r for per in results.values() for runs in per.values() for r in runs)
 
