@@ -47,21 +47,18 @@ class PublisherLoan:
     """A slot lent by :meth:`Publisher.loan`: fill ``data`` in place, then ``commit()``. As a context
     manager it commits on success and gives the slot back unpublished on an exception."""
 
-    __slots__ = ("_publisher", "_nbytes", "_raw", "data")
+    __slots__ = ("_publisher", "_nbytes", "data")
 
-    def __init__(self, publisher: "Publisher", pointer: Any, nbytes: int) -> None:
+    def __init__(self, publisher: "Publisher", data: memoryview, nbytes: int) -> None:
         self._publisher = publisher
         self._nbytes = nbytes
-        raw = self._raw = ffi.buffer(pointer, nbytes)
-        self.data: Optional[memoryview] = memoryview(raw)
-        _export(publisher, raw)
+        self.data: Optional[memoryview] = data
 
     def numpy(self, dtype: Any = "uint8", shape: Any = None) -> Any:
         """A writable numpy array viewing the slot (no copy)."""
         import numpy as np
 
-        self._view()
-        array = np.frombuffer(self._raw, dtype=dtype)
+        array = np.frombuffer(self._view(), dtype=dtype)
         return array if shape is None else array.reshape(shape)
 
     def _view(self) -> memoryview:
@@ -73,7 +70,7 @@ class PublisherLoan:
         """Ends the loan on the Python side; the publisher's handle, for the C call that ends it."""
         if self.data is None:
             raise SHMClosedError("this loan was already committed or cancelled", b.ECLOSED)
-        self.data = self._raw = None
+        self.data = None
         publisher = self._publisher
         publisher._loan = None
         handle = publisher._handle
@@ -133,6 +130,7 @@ class Publisher(Sender):
         self._loan: Optional[PublisherLoan] = None
         self._exports: List[Any] = []  # weak references to loan buffers arrays may still use
         self._prune_at = _PRUNE_AT
+        self._slots: Dict[Any, memoryview] = {}  # see _slot_view
         self._slot_out = (ffi.new("void **"), ffi.new("size_t *"))  # shmc_pub_loan's out-parameters
         self.lossless, self.single_writer = bool(lossless), bool(single_writer)
         self._open_keeper("pub", "Publisher", num_slots, slot_size, serialization, max_peers, mode,
@@ -199,7 +197,7 @@ class Publisher(Sender):
                 rc = self._call_waiting(self._loan_waiting, ns)
             if rc:
                 self._send_failed(rc, n, timeout)
-        loan = self._loan = PublisherLoan(self, slot[0], n)
+        loan = self._loan = PublisherLoan(self, _slot_view(self, slot[0], n, False), n)
         return loan
 
     def _loan_waiting(self, handle: Any, timeout_ns: int) -> int:
@@ -208,8 +206,9 @@ class Publisher(Sender):
 
     def _before_close(self) -> None:
         if self._loan is not None:
-            self._loan.data = self._loan._raw = None  # the C close cancels an open loan
+            self._loan.data = None  # the C close cancels an open loan
             self._loan = None
+        self._slots.clear()  # what users still hold of the slots is in _exports
 
     def _close_handle(self, handle: Any) -> None:
         _close_mapping(handle, self._exports, lib.shmc_pub_detach, lib.shmc_pub_close, self.name)
@@ -238,17 +237,13 @@ class MessageView:
     False, and the ``with`` block raises :class:`SHMStaleViewError`, so torn data is never silent.
     """
 
-    __slots__ = ("_subscriber", "_raw", "_loaned", "data", "nbytes")
+    __slots__ = ("_subscriber", "_loaned", "data", "nbytes")
 
-    def __init__(self, subscriber: "Subscriber", pointer: Any, nbytes: int, loaned: bool = True) -> None:
+    def __init__(self, subscriber: "Subscriber", data: memoryview, loaned: bool = True) -> None:
         self._subscriber = subscriber
-        raw = self._raw = ffi.buffer(pointer, nbytes)
         self._loaned = loaned  # False: a message kept in Python memory (see Subscriber.recv_view)
-        self.data: Optional[memoryview] = memoryview(raw).toreadonly()
-        self.nbytes = nbytes
-        # Anything made from this view (memoryviews, numpy arrays) keeps `raw` alive: while the weak
-        # reference lives, the segment must stay mapped.
-        _export(subscriber, raw)
+        self.data: Optional[memoryview] = data
+        self.nbytes = len(data)
 
     def __len__(self) -> int:
         return self.nbytes
@@ -266,9 +261,7 @@ class MessageView:
         """A read-only numpy array viewing the message (no copy), valid until release."""
         import numpy as np
 
-        self._view()
-        array = np.frombuffer(self._raw, dtype=dtype)
-        array.flags.writeable = False
+        array = np.frombuffer(self._view(), dtype=dtype)  # read-only, as the view
         return array if shape is None else array.reshape(shape)
 
     def release(self) -> bool:
@@ -277,7 +270,7 @@ class MessageView:
         reused), though it stays mapped for as long as they live."""
         if self.data is None:
             return True
-        self.data = self._raw = None
+        self.data = None
         sub = self._subscriber
         sub._view = None
         handle = sub._handle
@@ -307,6 +300,32 @@ class MessageView:
 # _PRUNE_AT entries, or twice as many as were alive at the last pruning (so a program that keeps many
 # arrays alive does not pay for a full scan at every call).
 _PRUNE_AT = 64
+
+
+# Slot views. A cffi buffer, a memoryview of it and its weak reference cost about 1 µs, as much as
+# the C call that lends the slot, so each slot's are made once, kept in endpoint._slots under the
+# slot's address, and every loan or view gets a slice of its own (a caller that releases theirs ends
+# only theirs). The entry is made again when it is shorter than what the C call lent. An address of
+# a mapping a subscriber left (it followed a restarted publisher) that a later mapping reuses is
+# memory of that later mapping: the slice covers exactly what the C call lent, which is all a key
+# is ever looked up with. _SLOTS_MAX bounds the entries such moves leave behind.
+_SLOTS_MAX = 1024
+
+
+def _slot_view(endpoint: Any, pointer: Any, nbytes: int, readonly: bool) -> memoryview:
+    """A fresh memoryview of the ``nbytes`` bytes the C library lent at ``pointer``."""
+    slots: Dict[Any, memoryview] = endpoint._slots
+    base = slots.get(pointer)
+    if base is None or len(base) < nbytes:
+        if len(slots) >= _SLOTS_MAX:
+            slots.clear()
+        raw = ffi.buffer(pointer, nbytes)
+        base = memoryview(raw).toreadonly() if readonly else memoryview(raw)
+        # Whatever is made from a slice (memoryviews, numpy arrays) keeps `raw` alive: while the
+        # weak reference lives, the segment must stay mapped.
+        _export(endpoint, raw)
+        slots[pointer] = base
+    return base[:nbytes]
 
 
 def _export(endpoint: Any, raw: Any) -> None:
@@ -363,6 +382,7 @@ class Subscriber(Receiver):
         self._view: Optional[MessageView] = None
         self._exports: List[Any] = []  # weak references to view buffers arrays may still use
         self._prune_at = _PRUNE_AT
+        self._slots: Dict[Any, memoryview] = {}  # see _slot_view
         self._view_out = (ffi.new("const void **"), ffi.new("size_t *"))  # shmc_sub_loan's out-parameters
         self._open_follower("sub", "Publisher", timeout_connect, serialization, spin_us)
         self._next = lib.shmc_sub_next
@@ -406,7 +426,7 @@ class Subscriber(Receiver):
         ns = last[1] if timeout is last[0] else self._ns(timeout)
         if self._pending is not None:  # a message recv_into could not fit comes first, from memory
             kept = self._take_pending()
-            view = self._view = MessageView(self, ffi.from_buffer(kept), len(kept), loaned=False)
+            view = self._view = MessageView(self, memoryview(kept), loaned=False)
             return view
         data, size = self._view_out
         self._busy += 1
@@ -418,7 +438,7 @@ class Subscriber(Receiver):
             if rc:
                 self._receive_failed(rc)
                 return None
-        view = self._view = MessageView(self, data[0], size[0])
+        view = self._view = MessageView(self, _slot_view(self, data[0], size[0], True))
         return view
 
     def _loan_waiting(self, handle: Any, timeout_ns: int) -> int:
@@ -427,8 +447,9 @@ class Subscriber(Receiver):
 
     def _before_close(self) -> None:
         if self._view is not None:
-            self._view.data = self._view._raw = None
+            self._view.data = None
             self._view = None
+        self._slots.clear()  # what users still hold of the slots is in _exports
 
     def _close_handle(self, handle: Any) -> None:
         _close_mapping(handle, self._exports, lib.shmc_sub_detach, lib.shmc_sub_close, self.name)

@@ -364,6 +364,49 @@ def test_view_does_not_outlive_its_subscriber(channel: str) -> None:
         assert view.release() is True
 
 
+def _mapped(os_name: str) -> bool:
+    with open("/proc/self/maps") as maps:
+        return any(f"/dev/shm/{os_name}" in line for line in maps)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps (Linux)")
+def test_arrays_from_loans_and_views_keep_the_memory_mapped_until_they_go(channel: str) -> None:
+    """Slot buffers are made once per slot and kept: an array made from a loan or a view must still
+    keep the segment mapped after close (and read the right bytes), and let it go once it is gone."""
+    pub = Publisher(channel, num_slots=4, slot_size=64, lossless=True)
+    sub = Subscriber(channel)
+    os_name = next(str(s) for s in shmcomm.list_segments() if s.channel == channel)
+    loan_array = None
+    for i in range(10):  # round the ring twice: every slot's buffers are reused
+        loan = pub.loan(8)
+        loan_array = loan.numpy(np.uint64)
+        loan_array[0] = i
+        loan.commit()
+        with sub.recv_view(timeout=1.0) as view:
+            view_array = view.numpy(np.uint64)
+            assert int(view_array[0]) == i
+    assert len(sub._slots) <= 4 and len(pub._slots) <= 4
+    sub.close()
+    pub.close()
+    assert _mapped(os_name)  # the arrays still point into it
+    assert int(view_array[0]) == 9 and int(loan_array[0]) == 9
+    del view_array, loan_array
+    gc.collect()
+    Publisher(channel, slot_size=64).close()  # any close unmaps what nothing refers to any more
+    assert not _mapped(os_name)
+
+
+def test_a_caller_releasing_its_memoryview_ends_only_its_own(channel: str) -> None:
+    with Publisher(channel, num_slots=2, slot_size=16, lossless=True) as pub, Subscriber(channel) as sub:
+        for i in range(6):  # three times round the two slots
+            with pub.loan(1) as loan:
+                with loan.data as mine:  # a memoryview's `with` releases it
+                    mine[0] = i
+            with sub.recv_view(timeout=1.0) as view:
+                with view.data as seen:
+                    assert seen[0] == i
+
+
 # ---- loans ----------------------------------------------------------------------------------------
 
 def test_loan_commit(channel: str) -> None:
