@@ -53,6 +53,7 @@ WORKLOADS = ("floors", "c", "latency", "idle", "throughput", "frames", "fanout",
 EXTERNAL = {"stream": ("bench_stream.py", "STREAM frames"), "pair": ("bench_pair.py", "PAIR")}
 MIB = 1 << 20
 FRAME_SIZES = (1 * MIB, 6 * MIB)
+FRAME_DEPTH = 4  # slots (or buffers) of every library's frame channel
 FANOUT = (1, 2, 4)
 PAYLOADS = (("64 B", "bytes", 64), ("4 KiB", "bytes", 4096), ("pickled dict", "pickle", 256))
 
@@ -152,7 +153,7 @@ def run_python(ctx, m: dict, p: dict) -> dict:
     if kind == "stream" and lib == "shmcomm" and m["variant"] == "packed":
         w["single_writer"] = True
     if kind == "frames":
-        w["depth"] = 4
+        w["depth"] = m.get("depth", FRAME_DEPTH)
         w["busy"] = True  # frame receivers poll where the library can (iceoryx2 can only poll)
     # Lossless everywhere the library can be, except where it is not needed: a ping-pong has one
     # message in flight (shmcomm and shm-comm use their PUB/SUB in overwrite mode there); pyzmq's PUB
@@ -542,7 +543,7 @@ def render(res: Results, floors: dict) -> str:
         if not ks:
             continue
         mc = floors.get(f"memcpy {size // MIB} MiB")
-        L += [f"### Frames, {case} (lossless, depth 4)", "",
+        L += [f"### Frames, {case} (lossless, depth {FRAME_DEPTH})", "",
               "| library | path | frames/s | GB/s | vs memcpy | vs shmcomm same path | notes |",
               "|---|---|---:|---:|---:|---:|---|"]
         for k in ks:
@@ -955,6 +956,23 @@ def report_from_json(args) -> int:
     return 0
 
 
+def params(q: bool, d: float, timeout: float, cores, repeats: int, samples: bool = False) -> dict:
+    """The measurement parameters every workload reads: q = --quick, d = seconds per measured loop.
+    The caller removes p["ipc_dir"] when done."""
+    return {
+        "rounds": 2_000 if q else 100_000, "warmup": 200 if q else 2_000, "min_rounds": 200 if q else 2_000,
+        "duration": d, "n_msgs": 200_000 if q else 5_000_000, "n_frames": 50 if q else 100_000,
+        "depth": 1024, "batch": 256, "packed": 512, "timeout": timeout, "setup_timeout": max(30.0, 3 * timeout),
+        "run_timeout": 60.0 + 10 * d, "cores": cores, "ipc_dir": tempfile.mkdtemp(prefix="shmbench-"),
+        "samples": samples, "idle_s": 0.3 if q else 1.0,
+        "c_rounds": 20_000 if q else 200_000, "c_messages": 1_000_000 if q else 10_000_000,
+        "c_seconds": 0.1 if q else 0.5,
+        "rr_rounds": 1_000 if q else 20_000, "rr_warmup": 100 if q else 2_000,
+        "pp_messages": 50_000 if q else 300_000,
+        "quick": q, "repeats": repeats, "external_timeout": 300.0 if q else 1800.0,
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.from_json:
@@ -984,20 +1002,8 @@ def main(argv=None) -> int:
     for lib, why in skipped.items():
         print(f"note: {LABEL[lib]} skipped ({why}); pip install -r benchmarks/requirements.txt", file=sys.stderr)
 
-    q = args.quick
     d = args.duration
-    p = {
-        "rounds": 2_000 if q else 100_000, "warmup": 200 if q else 2_000, "min_rounds": 200 if q else 2_000,
-        "duration": d, "n_msgs": 200_000 if q else 5_000_000, "n_frames": 50 if q else 100_000,
-        "depth": 1024, "batch": 256, "packed": 512, "timeout": args.timeout, "setup_timeout": max(30.0, 3 * args.timeout),
-        "run_timeout": 60.0 + 10 * d, "cores": cores, "ipc_dir": tempfile.mkdtemp(prefix="shmbench-"),
-        "samples": args.samples, "idle_s": 0.3 if q else 1.0,
-        "c_rounds": 20_000 if q else 200_000, "c_messages": 1_000_000 if q else 10_000_000,
-        "c_seconds": 0.1 if q else 0.5,
-        "rr_rounds": 1_000 if q else 20_000, "rr_warmup": 100 if q else 2_000,
-        "pp_messages": 50_000 if q else 300_000,
-        "quick": q, "repeats": args.repeats, "external_timeout": 300.0 if q else 1800.0,
-    }
+    p = params(args.quick, d, args.timeout, cores, args.repeats, args.samples)
     ms = plan(workloads, run_libs)
     ctx = mp.get_context(args.start_method)
     cprog = None
