@@ -1018,7 +1018,7 @@ static int reader_follow(shmc_stream_reader_t *r)
         shmi_registry_live_role(&r->ch.registry, WRITER_INDEX) == SHMI_ROLE_KEEPER)
         return 0;
     if (shmi_seg_is_current(&r->ch.seg, r->ch.os_name)) return 0; /* no new generation yet */
-    /* Our old entry: leave it cleanly before shmi_follow_restart unmaps the old segment. Should the
+    /* Our old entry: leave it cleanly before shmi_follow_restart retires the old segment. Should the
      * move fail, we rejoin below. */
     shmi_stream_entry_t *old = my_entry(r);
     uint64_t old_owner = atomic_load_explicit(&old->owner, memory_order_relaxed);

@@ -29,6 +29,19 @@ int shmi_seg_create(const char *os_name, size_t size, uint32_t mode, shmi_segmen
  * SHMC_ENOENT if absent, SHMC_EAGAIN if it is still empty (its creator is sizing it). */
 int shmi_seg_open(const char *os_name, int readonly, shmi_segment_t *out);
 void shmi_seg_close(shmi_segment_t *seg);
+
+/* An address range this process keeps reserved. */
+typedef struct shmi_range {
+    void *base;
+    size_t size;
+} shmi_range_t;
+
+/* Gives up seg's object while the process may still hold pointers into its mapping (views handed
+ * out before a reader moved to a restarted channel). The object is closed and, where the platform
+ * can, its pages are returned: the range then reads as zeros. Either way it stays valid memory until
+ * shmi_range_release, so a stale pointer never faults. seg is cleared; the range is returned. */
+shmi_range_t shmi_seg_retire(shmi_segment_t *seg);
+void shmi_range_release(shmi_range_t range);
 int shmi_seg_unlink(const char *os_name);
 /* 1 if os_name still names the object `seg` maps, 0 if it was removed or replaced. */
 int shmi_seg_is_current(const shmi_segment_t *seg, const char *os_name);

@@ -27,6 +27,14 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#ifdef MAP_NORESERVE
+#define SHMI_MAP_NORESERVE MAP_NORESERVE
+#else
+#define SHMI_MAP_NORESERVE 0
+#endif
 
 static _Thread_local int last_os_error;
 
@@ -139,6 +147,28 @@ void shmi_seg_close(shmi_segment_t *seg)
     seg->base = NULL;
     seg->size = 0;
     seg->handle = -1;
+}
+
+shmi_range_t shmi_seg_retire(shmi_segment_t *seg)
+{
+    shmi_range_t range = {seg->base, seg->size};
+    /* Private zero pages replace the shared ones at the same addresses in one step (MAP_FIXED): a
+     * stale view reads zeros instead of faulting, and the object's pages go back to the system
+     * once its last mapping is gone. Should that fail, the shared mapping simply stays. */
+    if (range.base) {
+        (void)mmap(range.base, range.size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | SHMI_MAP_NORESERVE, -1, 0);
+    }
+    if (seg->handle >= 0) close((int)seg->handle);
+    seg->base = NULL;
+    seg->size = 0;
+    seg->handle = -1;
+    return range;
+}
+
+void shmi_range_release(shmi_range_t range)
+{
+    if (range.base) munmap(range.base, range.size);
 }
 
 int shmi_seg_unlink(const char *os_name)

@@ -91,6 +91,22 @@ void shmi_seg_close(shmi_segment_t *seg)
     seg->handle = 0;
 }
 
+shmi_range_t shmi_seg_retire(shmi_segment_t *seg)
+{
+    /* The view stays mapped (it keeps the section alive) until shmi_range_release. */
+    shmi_range_t range = {seg->base, seg->size};
+    if (seg->handle) CloseHandle((HANDLE)seg->handle);
+    seg->base = NULL;
+    seg->size = 0;
+    seg->handle = 0;
+    return range;
+}
+
+void shmi_range_release(shmi_range_t range)
+{
+    if (range.base) UnmapViewOfFile(range.base);
+}
+
 /* A Windows mapping lives while any handle is open: there is nothing to unlink. */
 int shmi_seg_unlink(const char *os_name)
 {

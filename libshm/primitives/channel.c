@@ -4,6 +4,7 @@
 #include "shmcomm.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
@@ -178,7 +179,28 @@ int shmi_channel_attach_wait(shmi_channel_t *ch, const char *os_name, uint32_t p
 void shmi_channel_detach(shmi_channel_t *ch)
 {
     shmi_seg_close(&ch->seg);
+    for (size_t i = 0; i < ch->n_retired; i++) shmi_range_release(ch->retired[i]);
+    free(ch->retired);
+    ch->retired = NULL;
+    ch->n_retired = 0;
     ch->header = NULL;
+}
+
+int shmi_channel_reserve_retired(shmi_channel_t *ch)
+{
+    shmi_range_t *retired = realloc(ch->retired, (ch->n_retired + 1) * sizeof *retired);
+    if (!retired) return SHMC_ENOMEM;
+    ch->retired = retired;
+    return 0;
+}
+
+void shmi_channel_replace(shmi_channel_t *ch, uint32_t index, shmi_channel_t *fresh)
+{
+    shmi_registry_leave(&ch->registry, index);
+    ch->retired[ch->n_retired++] = shmi_seg_retire(&ch->seg);
+    fresh->retired = ch->retired;
+    fresh->n_retired = ch->n_retired;
+    *ch = *fresh;
 }
 
 /* Moves a READY or CLOSED channel to `to` (CLOSED or REPLACED), unlinks its name and wakes every

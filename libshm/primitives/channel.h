@@ -31,6 +31,10 @@ typedef struct shmi_channel {
     unsigned char *mailboxes; /* REQ/REP: max_peers mailboxes of shmi_mailbox_stride bytes; else NULL */
     unsigned char *extra;     /* the pattern's own region (geometry.extra_bytes), else NULL */
     char os_name[SHMI_OS_NAME_CAP];
+    /* Mappings of earlier generations this endpoint followed away from (shmi_channel_replace),
+     * kept reserved until shmi_channel_detach: views handed out of them may still be in use. */
+    shmi_range_t *retired;
+    size_t n_retired;
 } shmi_channel_t;
 
 /* Bytes per REQ/REP reply mailbox for slot_size (header and payload, cache-line aligned). */
@@ -55,7 +59,15 @@ int shmi_channel_attach(shmi_channel_t *ch, const char *os_name, uint32_t patter
 /* Maps and validates like attach, retrying SHMC_EAGAIN for up to wait_ns. */
 int shmi_channel_attach_wait(shmi_channel_t *ch, const char *os_name, uint32_t pattern,
                              int64_t wait_ns);
+/* Unmaps the channel, and the mappings it retired. */
 void shmi_channel_detach(shmi_channel_t *ch);
+/* Makes room to retire one more mapping (SHMC_ENOMEM: none), so that shmi_channel_replace, which
+ * comes after a join to the new generation, cannot fail. */
+int shmi_channel_reserve_retired(shmi_channel_t *ch);
+/* Moves ch to `fresh`, a later generation of its name attached by the caller: leaves registry entry
+ * `index` of the old one, retires its mapping (shmi_seg_retire: pointers into it stay valid memory
+ * until ch is detached) and takes fresh over. Needs the room of shmi_channel_reserve_retired. */
+void shmi_channel_replace(shmi_channel_t *ch, uint32_t index, shmi_channel_t *fresh);
 
 /* Validates a mapped header (exposed for the inspector and the fuzz harness). */
 int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern,

@@ -191,6 +191,7 @@ int shmi_follow_restart(shmi_channel_t *ch, uint32_t *index, shmi_join_fn join, 
     if (state == SHMI_STATE_READY && shmi_registry_count(&ch->registry, SHMI_ROLE_KEEPER) > 0)
         return 0;
     if (shmi_seg_is_current(&ch->seg, ch->os_name)) return 0;
+    if (shmi_channel_reserve_retired(ch) != 0) return 0; /* no memory now: the next check retries */
     shmi_channel_t fresh;
     if (shmi_channel_attach(&fresh, ch->os_name, ch->geometry.pattern, 0) != 0) return 0;
     uint32_t fresh_index;
@@ -200,9 +201,7 @@ int shmi_follow_restart(shmi_channel_t *ch, uint32_t *index, shmi_join_fn join, 
         shmi_channel_detach(&fresh);
         return 0;
     }
-    shmi_registry_leave(&ch->registry, *index);
-    shmi_channel_detach(ch);
-    *ch = fresh;
+    shmi_channel_replace(ch, *index, &fresh);
     *index = fresh_index;
     return 1;
 }

@@ -53,7 +53,8 @@ int shmi_follower_open(shmi_channel_t *ch, const char *os_name, uint32_t pattern
                        shmi_join_fn join, void *ctx, uint32_t *index);
 
 /* If `ch` has no live keeper or was closed, and its name now holds a new generation, moves to it:
- * joins it with `join` (which sets *index), leaves and unmaps the old one. 1 if it moved, else 0. */
+ * joins it with `join` (which sets *index), leaves the old one and retires its mapping (it stays
+ * reserved until the channel is detached: views into it never fault). 1 if it moved, else 0. */
 int shmi_follow_restart(shmi_channel_t *ch, uint32_t *index, shmi_join_fn join, void *ctx);
 
 /* If the claim `word` (a slot word WRITING or READING) belongs to a dead process, recovers its slot. */

@@ -20,7 +20,7 @@ int shmi_reader_setup(shmi_reader_t *r, uint32_t role, int64_t spin_ns, shmi_rea
     return r->own_buf ? 0 : SHMC_ENOMEM;
 }
 
-/* Follows a restarted keeper: 1 if it moved (the old mapping is gone). A competing reader first
+/* Follows a restarted keeper: 1 if it moved (the old mapping is retired). A competing reader first
  * drains what is left in the old queue: those messages were sent, and nobody else may take them. */
 static int follow_restart(shmi_reader_t *r)
 {
@@ -45,7 +45,7 @@ static int maintain(void *ctx)
             shmi_registry_reap(&r->ch.registry, shmi_recover_claims_of, &r->ch);
         if (r->ch.ring.competing) shmi_ring_audit_restored(&r->ch.ring);
         if (r->role == SHMI_ROLE_FOLLOWER && !r->pinned && follow_restart(r)) {
-            /* The wait in progress sleeps on the old channel's wait word, which moving unmapped:
+            /* The wait in progress sleeps on the old channel's wait word, which moving retired:
              * end it here (shmi_wait returns at once) so that shmi_reader_wait waits on the new one. */
             return READER_MOVED;
         }

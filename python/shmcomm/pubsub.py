@@ -305,10 +305,10 @@ _PRUNE_AT = 64
 # Slot views. A cffi buffer, a memoryview of it and its weak reference cost about 1 µs, as much as
 # the C call that lends the slot, so each slot's are made once, kept in endpoint._slots under the
 # slot's address, and every loan or view gets a slice of its own (a caller that releases theirs ends
-# only theirs). The entry is made again when it is shorter than what the C call lent. An address of
-# a mapping a subscriber left (it followed a restarted publisher) that a later mapping reuses is
-# memory of that later mapping: the slice covers exactly what the C call lent, which is all a key
-# is ever looked up with. _SLOTS_MAX bounds the entries such moves leave behind.
+# only theirs). The entry is made again when it is shorter than what the C call lent. A subscriber
+# that follows a restarted publisher leaves its entries of the old segment behind: libshm keeps that
+# range reserved (zero pages) until close, so no later mapping reuses those addresses, and
+# _SLOTS_MAX bounds how many such entries pile up.
 _SLOTS_MAX = 1024
 
 

@@ -804,7 +804,6 @@ class StreamReader(Endpoint):
         super().__init__(name)
         self._frame: Optional[Frame] = None
         self._exports: List[Any] = []
-        self._follow_warned = False
         raw_name = check_name(name)
         expected = make_schema(schema) if schema is not None else None
         connect_ns = timeout_to_ns(timeout_connect, "timeout_connect")
@@ -904,14 +903,8 @@ class StreamReader(Endpoint):
             self._read_failed(rc)
 
     def _follow(self) -> bool:
-        """Moves to a restarted writer's segment, if there is one and nothing points into this one."""
-        _prune(self._exports)
-        if self._exports:
-            if not self._follow_warned:
-                logger.warning("stream %r: arrays or views of earlier frames are still alive; the reader "
-                               "moves to a restarted writer once they are gone", self.name)
-                self._follow_warned = True
-            return False
+        """Moves to a restarted writer's segment, if there is one. Arrays of earlier frames may live
+        on: libshm keeps the old segment's address range reserved (reading zeros) until close."""
         rc = lib.shmc_stream_reader_follow(self._require())
         if rc == 1:
             logger.info("stream %r: following a restarted writer", self.name)

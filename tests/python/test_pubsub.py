@@ -396,6 +396,31 @@ def test_arrays_from_loans_and_views_keep_the_memory_mapped_until_they_go(channe
     assert not _mapped(os_name)
 
 
+def test_an_array_kept_from_a_view_survives_the_subscriber_following_a_restart(channel: str) -> None:
+    """A subscriber that follows a restarted publisher leaves the old segment. An array made from
+    a view of it, kept past release, must never fault (it used to: the old mapping was unmapped)."""
+    code = f"""
+        import numpy as np, shmcomm
+        pub = shmcomm.Publisher({channel!r}, num_slots=4, slot_size=1 << 16)
+        sub = shmcomm.Subscriber({channel!r})
+        pub.send_bytes(np.arange(8192, dtype=np.uint64))
+        with sub.recv_view(timeout=5) as view:
+            kept = view.numpy(np.uint64)
+        print(int(kept[:3].sum()), flush=True)
+        pub.close()
+        pub = shmcomm.Publisher({channel!r}, num_slots=4, slot_size=1 << 16)
+        pub.send_bytes(b"second life")
+        print(sub.recv_bytes(timeout=5).decode(), sub.stats()["reconnects"], flush=True)
+        print(int(kept.sum()), flush=True)  # the old pages were given back: zeros
+        sub.close()
+        pub.close()
+        print(int(kept.sum()), flush=True)  # still mapped while the array lives
+    """
+    proc = subprocess.run(python_snippet(code), capture_output=True, text=True, env=child_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:4] == ["3", "second life 1", "0", "0"]
+
+
 def test_a_caller_releasing_its_memoryview_ends_only_its_own(channel: str) -> None:
     with Publisher(channel, num_slots=2, slot_size=16, lossless=True) as pub, Subscriber(channel) as sub:
         for i in range(6):  # three times round the two slots

@@ -127,6 +127,7 @@ def test_sigkill_writer_reported_then_restart_picked_up(channel: str) -> None:
             for k in range(50):
                 with reader.read(timeout=10) as frame:  # type: ignore[union-attr]
                     assert frame.sequence == k and verify(frame, base)
+                    kept = frame["rgb"]  # an array kept past release, into the first segment
             os.kill(first.pid, signal.SIGKILL)
             first.wait(30)
             # Every frame it committed is still read, then its death is reported.
@@ -159,6 +160,9 @@ def test_sigkill_writer_reported_then_restart_picked_up(channel: str) -> None:
                 with reader.read(timeout=10) as frame:  # type: ignore[union-attr]
                     assert frame.sequence == k and verify(frame, base)
             assert reader.stats()["reconnects"] == 1 and reader.metadata is not None
+            # Following the restart retired the first segment's mapping: the kept array reads
+            # zeros instead of faulting.
+            assert int(kept.sum()) == 0
             with pytest.raises(SHMStreamClosedError):
                 reader.read(timeout=10)
         rc, out, err = finish(second)
