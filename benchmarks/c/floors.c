@@ -6,7 +6,7 @@
  *                                          (busy-wait): the one-way latency floor of any shared-memory
  *                                          transport between these two cores; LINES=2: each
  *                                          direction writes its own line
- *   floors memcpy BYTES SECONDS            single-thread memcpy of one BYTES-sized frame into the slots
+ *   floors memcpy BYTES SECONDS [RING]     single-thread memcpy of one BYTES-sized frame into the slots
  *                                          of a 4-slot ring (pre-faulted): the one-copy bandwidth limit
  *
  * Each prints one JSON object on stdout. Plain C11 + POSIX, no dependency on libshm.
@@ -87,10 +87,10 @@ static int pingpong(long rounds, int core_a, int core_b, int lines) {
     return 0;
 }
 
-static int memcpy_bw(size_t bytes, double seconds) {
+static int memcpy_bw(size_t bytes, double seconds, size_t ring) {
     /* What a one-copy send does: one source frame (the producer's, just written, so as warm as the
-     * cache keeps it) copied into the next of 4 slots of a ring (the suite's frame channels hold 4). */
-    size_t ring = 4;
+     * cache keeps it) copied into the next of RING slots of a ring (default 4: the suite's frame
+     * channels hold 4; other depths show what the ring's working set costs). */
     char *src = aligned_alloc(4096, bytes), *dst = aligned_alloc(4096, bytes * ring);
     if (!src || !dst) return 1;
     memset(src, 0xA5, bytes);
@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
     if (argc >= 5 && !strcmp(argv[1], "pingpong"))
         return pingpong(atol(argv[2]), atoi(argv[3]), atoi(argv[4]), argc >= 6 ? atoi(argv[5]) : 1);
     if (argc >= 4 && !strcmp(argv[1], "memcpy"))
-        return memcpy_bw((size_t)atoll(argv[2]), atof(argv[3]));
-    fprintf(stderr, "usage: floors pingpong ROUNDS CORE_A CORE_B [1|2] | floors memcpy BYTES SECONDS\n");
+        return memcpy_bw((size_t)atoll(argv[2]), atof(argv[3]), argc >= 5 && atoll(argv[4]) > 0 ? (size_t)atoll(argv[4]) : 4);
+    fprintf(stderr, "usage: floors pingpong ROUNDS CORE_A CORE_B [1|2] | floors memcpy BYTES SECONDS [RING]\n");
     return 2;
 }
