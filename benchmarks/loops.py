@@ -53,6 +53,13 @@ def _count_seqs(seqs, expected: int, st: list):
     return counted, expected, False
 
 
+def _received(count: int, st: list, t_first, t_last, stopped: bool, expected: int) -> dict:
+    """What a receiving loop reports: messages counted, the sequence checks' tallies (st, as
+    _count_seqs and _tp_check keep them), its first and last timestamps, whether the end marker came."""
+    return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
+            "t_first": t_first, "t_last": t_last, "stopped": stopped, "expected_next": expected}
+
+
 def small_dict(i: int) -> dict:
     """The "pickled small dict" of the latency workload: a pose-like record."""
     return {"seq": i, "x": 1.25, "y": -0.5, "z": 3.0, "frame": "base_link", "valid": True}
@@ -293,8 +300,7 @@ class SuiteAdapter(BaseAdapter):
             starts = np.concatenate(([0], np.cumsum(sizes[:got - 1], dtype=np.uint64))).astype(np.int64)
             n, expected, stopped = _count_seqs((int(flat[o:o + 8].view("<u8")[0]) for o in starts), expected, st)
             count += n
-        return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
-                "t_first": t_first, "t_last": now(), "stopped": stopped, "expected_next": expected}
+        return _received(count, st, t_first, now(), stopped, expected)
 
     def stream_recv(self) -> dict:
         if self.variant == "packed":
@@ -345,8 +351,7 @@ class SuiteAdapter(BaseAdapter):
                     count += 1
                     expected = _tp_check(seq, expected, st)
             t_last = now()
-        return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
-                "t_first": t_first, "t_last": t_last, "stopped": stopped, "expected_next": expected}
+        return _received(count, st, t_first, t_last, stopped, expected)
 
     # -- frames --------------------------------------------------------------------------------
     def frames_send(self) -> dict:
@@ -403,8 +408,7 @@ class SuiteAdapter(BaseAdapter):
             else:
                 count += 1
                 expected = _tp_check(seq, expected, st)
-        return {"count": count, "loss_gaps": st[0], "disorder": st[1], "gaps": st[2],
-                "t_first": t_first, "t_last": now(), "stopped": stopped, "expected_next": expected}
+        return _received(count, st, t_first, now(), stopped, expected)
 
 
     # -- idle ----------------------------------------------------------------------------------
