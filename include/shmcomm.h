@@ -39,7 +39,7 @@ extern "C" {
 /* Library version, (major << 16) | (minor << 8) | patch, as returned by shmc_version(). */
 #define SHMC_VERSION 0x000100
 /* Version of the shared-memory layout; segments of another layout version are refused. */
-#define SHMC_LAYOUT_VERSION 2
+#define SHMC_LAYOUT_VERSION 3
 
 enum shmc_error {
     SHMC_OK = 0,
@@ -81,6 +81,13 @@ enum shmc_error {
  * claims then need no locked instruction: batches go about 1.6x faster. Every writer of the channel
  * must pass it (else SHMC_EMISMATCH). */
 #define SHMC_SINGLE_WRITER 256
+/* A payload pool behind the ring (publishers, pushers): each claim takes the buffer of the most recent
+ * message no reader needs any more, instead of the slot a lap back, so that while readers keep up the
+ * same one or two buffers circulate and stay in the cache, whatever num_slots is (large frames: a
+ * ring of 1 MiB slots otherwise works through num_slots MiB). On by default when slot_size >= 64 KiB
+ * and num_slots is 3..64 (reported in shmc_stats_t.flags); this flag asks for it for any slot_size.
+ * num_slots at most 64 (else SHMC_EINVAL). A channel's writers must agree (else SHMC_EMISMATCH). */
+#define SHMC_PAYLOAD_POOL 512
 
 /* Channel patterns, as stored in a segment and reported by shmc_segment_info(). */
 enum shmc_pattern {
@@ -103,8 +110,8 @@ typedef struct shmc_pub_options {
     uint32_t size;        /* sizeof(shmc_pub_options_t); set by shmc_pub_options_init() */
     uint32_t num_slots;   /* ring depth, 2 .. 16777216; default 64 */
     uint32_t slot_size;   /* largest payload in bytes, 1 .. 1 GiB; default 4096 */
-    uint32_t flags;       /* SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_SHARE_GROUP | SHMC_SHARE_ALL;
-                             default 0 */
+    uint32_t flags;       /* SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_PAYLOAD_POOL | SHMC_SHARE_GROUP |
+                             SHMC_SHARE_ALL; default 0 */
     uint32_t max_peers;   /* publishers + subscribers at once, 2 .. 254; default 64 */
     uint32_t reserved;    /* must be 0 */
 } shmc_pub_options_t;

@@ -90,6 +90,7 @@ static int open_side(shmc_pair_t *p, const char *name, uint32_t role)
     /* One writer per queue, at its fixed place: claims need no locked instruction. */
     shmi_geometry_t g = {.pattern = pattern, .num_slots = p->o.num_slots, .slot_size = p->o.slot_size,
                          .max_peers = PAIR_PEERS, .flags = SHMC_SINGLE_WRITER};
+    shmi_geometry_choose_pool(&g);
     rc = shmi_geometry_check(&g);
     if (rc) return rc;
     rc = shmi_keeper_open_at(&p->out.ch, os_name, name, &g, shmi_mode_for(p->o.flags), WRITER_PLACE,

@@ -40,7 +40,7 @@ int shmc_push_open(const char *name, const shmc_push_options_t *opts, shmc_push_
     char os_name[SHMI_OS_NAME_CAP];
     shmi_geometry_t g;
     int rc = shmi_keeper_args(name, SHMC_PATTERN_PIPELINE, opts, &o,
-                              SHMC_SINGLE_WRITER | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
+                              SHMC_SINGLE_WRITER | SHMC_PAYLOAD_POOL | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
     if (rc) return rc;
     shmc_push_t *push = calloc(1, sizeof *push);
     if (!push) return SHMC_ENOMEM;

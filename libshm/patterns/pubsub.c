@@ -60,7 +60,8 @@ int shmc_pub_open(const char *name, const shmc_pub_options_t *opts, shmc_pub_t *
     char os_name[SHMI_OS_NAME_CAP];
     shmi_geometry_t g;
     int rc = shmi_keeper_args(name, SHMC_PATTERN_PUBSUB, opts, &o,
-                              SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_SHARE_GROUP | SHMC_SHARE_ALL, os_name, &g);
+                              SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_PAYLOAD_POOL | SHMC_SHARE_GROUP | SHMC_SHARE_ALL,
+                              os_name, &g);
     if (rc) return rc;
 
     shmc_pub_t *pub = calloc(1, sizeof *pub);
@@ -180,7 +181,9 @@ static void sub_publish_cursor(shmc_sub_t *sub)
         uint64_t batch = shmi_room_batch(ch);
         if (before / batch != cursor / batch) shmi_waitword_wake(&ch->ring.ctrl->space);
     } else {
-        atomic_store_explicit(&me->cursor, cursor, memory_order_relaxed);
+        /* Release: a pooled ring's writer that sees the new cursor may reuse the buffers of the
+         * positions below it (ring.h), so our copies out of them must be complete first. */
+        atomic_store_explicit(&me->cursor, cursor, memory_order_release);
     }
 }
 

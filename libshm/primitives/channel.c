@@ -9,9 +9,12 @@
 
 static uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
-static uint32_t stride_for(uint32_t slot_size)
+static int pooled(const shmi_geometry_t *g) { return (g->flags & SHMC_PAYLOAD_POOL) != 0; }
+
+static uint32_t stride_for(const shmi_geometry_t *g)
 {
-    return (uint32_t)round_up((uint64_t)slot_size + SHMI_SLOT_HEADER_BYTES, SHMI_CACHE_LINE);
+    uint32_t header = pooled(g) ? SHMI_POOLED_SLOT_HEADER_BYTES : SHMI_SLOT_HEADER_BYTES;
+    return (uint32_t)round_up((uint64_t)g->slot_size + header, SHMI_CACHE_LINE);
 }
 
 typedef struct offsets {
@@ -30,7 +33,7 @@ static offsets_t offsets_for(const shmi_geometry_t *g)
     o.ring = o.registry + (uint64_t)g->max_peers * SHMI_PEER_BYTES;
     o.ring = round_up(o.ring, SHMI_CACHE_LINE);
     o.slots = o.ring + SHMI_RING_CTRL_BYTES;
-    o.total = o.slots + (uint64_t)g->num_slots * stride_for(g->slot_size);
+    o.total = o.slots + (uint64_t)g->num_slots * stride_for(g);
     o.mailboxes = 0;
     if (g->pattern == SHMC_PATTERN_REQREP) { /* one reply mailbox per registry entry */
         o.mailboxes = o.total;
@@ -50,9 +53,21 @@ int shmi_geometry_check(const shmi_geometry_t *g)
     if (g->slot_size < 1 || g->slot_size > SHMI_MAX_SLOT_SIZE) return SHMC_EINVAL;
     if (g->max_peers < 2 || g->max_peers > SHMI_MAX_PEERS) return SHMC_EINVAL;
     if (g->extra_bytes > SHMI_MAX_EXTRA_BYTES || g->extra_bytes % SHMI_CACHE_LINE) return SHMC_EINVAL;
+    /* Each claim scans the whole pool (ring.c): small pools only. STREAM pins slots of its own. */
+    if (pooled(g) && (g->num_slots > SHMI_POOL_MAX_SLOTS || g->pattern == SHMC_PATTERN_STREAM))
+        return SHMC_EINVAL;
     offsets_t o = offsets_for(g);
     if (o.total > SHMI_MAX_SEGMENT_BYTES || o.total > (uint64_t)SIZE_MAX) return SHMC_EINVAL;
     return 0;
+}
+
+void shmi_geometry_choose_pool(shmi_geometry_t *g)
+{
+    /* Below this size a ring of num_slots slots fits in a core's cache anyway (measured in
+     * docs/performance.md); two slots leave nothing to choose from. */
+    if (g->pattern != SHMC_PATTERN_STREAM && g->slot_size >= SHMI_POOL_AUTO_BYTES && g->num_slots > 2 &&
+        g->num_slots <= SHMI_POOL_MAX_SLOTS)
+        g->flags |= SHMC_PAYLOAD_POOL;
 }
 
 /* Broadcast rings (every reader has a private cursor) for PUB/SUB and STREAM; every other pattern's
@@ -77,8 +92,8 @@ static void bind_views(shmi_channel_t *ch)
     /* A single-writer channel keeps registry entry 0 for its writer (SHMI_WRITER_PLACE). */
     ch->registry.first_free = single_writer ? 1 : 0;
     shmi_ring_init(&ch->ring, base + o.ring, base + o.slots, ch->geometry.num_slots,
-                   ch->geometry.slot_size, stride_for(ch->geometry.slot_size),
-                   ring_is_competing(ch->geometry.pattern), single_writer);
+                   ch->geometry.slot_size, stride_for(&ch->geometry),
+                   ring_is_competing(ch->geometry.pattern), single_writer, pooled(&ch->geometry));
     ch->mailboxes = o.mailboxes ? base + o.mailboxes : NULL;
     ch->extra = o.extra ? base + o.extra : NULL;
 }
@@ -106,7 +121,7 @@ int shmi_channel_create(shmi_channel_t *ch, const char *os_name, const char *cha
     h->flags = g->flags;
     h->num_slots = g->num_slots;
     h->slot_size = g->slot_size;
-    h->slot_stride = stride_for(g->slot_size);
+    h->slot_stride = stride_for(g);
     h->max_peers = g->max_peers;
     h->registry_offset = o.registry;
     h->ring_offset = o.ring;
@@ -138,7 +153,7 @@ int shmi_header_validate(const shmi_header_t *h, size_t mapped, uint32_t pattern
     if (shmi_geometry_check(&g)) return SHMC_EBADSEG;
     offsets_t o = offsets_for(&g);
     if (h->segment_bytes != o.total || o.total > mapped) return SHMC_EBADSEG;
-    if (h->slot_stride != stride_for(g.slot_size) || h->registry_offset != o.registry ||
+    if (h->slot_stride != stride_for(&g) || h->registry_offset != o.registry ||
         h->ring_offset != o.ring || h->slots_offset != o.slots || h->mailbox_offset != o.mailboxes ||
         h->extra_offset != o.extra)
         return SHMC_EBADSEG;

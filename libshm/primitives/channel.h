@@ -46,6 +46,8 @@ static inline uint64_t shmi_channel_head(shmi_channel_t *ch)
     return atomic_load_explicit(&ch->ring.ctrl->head, memory_order_seq_cst);
 }
 
+/* Adds SHMC_PAYLOAD_POOL where it pays by default: slots of SHMI_POOL_AUTO_BYTES or more. */
+void shmi_geometry_choose_pool(shmi_geometry_t *g);
 /* Checks a geometry given by a caller (SHMC_EINVAL when out of range). */
 int shmi_geometry_check(const shmi_geometry_t *g);
 

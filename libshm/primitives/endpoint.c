@@ -30,8 +30,9 @@ int shmi_keeper_args(const char *name, uint32_t pattern, const shmc_pub_options_
     rc = shmi_make_os_name(name, pattern, os_name, SHMI_OS_NAME_CAP);
     if (rc) return rc;
     shmi_geometry_t geometry = {pattern, o->num_slots, o->slot_size, o->max_peers,
-                                o->flags & (SHMC_LOSSLESS | SHMC_SINGLE_WRITER), 0};
+                                o->flags & (SHMC_LOSSLESS | SHMC_SINGLE_WRITER | SHMC_PAYLOAD_POOL), 0};
     *g = geometry;
+    shmi_geometry_choose_pool(g);
     return shmi_geometry_check(g);
 }
 

@@ -5,7 +5,10 @@
  *   registry_offset       max_peers peer entries, 64 B each
  *   ring_offset           ring control: head, data wait word, space wait word, tail (4 lines)
  *   slots_offset          num_slots slots of slot_stride bytes:
- *                           [seq u64][len u32][route u32][tag u64][reserved u64][payload]
+ *                           [seq u64][len u32][route u32][tag u64][buf u32][pad u32][payload]
+ *                         or, with a payload pool (SHMC_PAYLOAD_POOL, see ring.h):
+ *                           [seq u64][len u32][route u32][tag u64][buf u32][pad u32]
+ *                           [holder u64][pad 24 B][buffer]
  *   mailbox_offset        REQ/REP only: max_peers reply mailboxes of mailbox_stride bytes:
  *                           [word u64][len u32][pad] (a line), [wait word] (a line), [payload]
  *   extra_offset          STREAM only: extra_bytes of the pattern's own region (libshm/patterns/stream.c)
@@ -25,6 +28,9 @@
 #define SHMI_PEER_BYTES 64
 #define SHMI_RING_CTRL_BYTES 256
 #define SHMI_SLOT_HEADER_BYTES 32
+#define SHMI_POOLED_SLOT_HEADER_BYTES 64
+#define SHMI_POOL_MAX_SLOTS 64u       /* a payload pool is scanned whole by each claim: kept small */
+#define SHMI_POOL_AUTO_BYTES 65536u   /* slots of at least this size get a payload pool by default */
 #define SHMI_MAILBOX_HEADER_BYTES 128
 #define SHMI_MAX_SLOTS (1u << 24)
 #define SHMI_MAX_SLOT_SIZE (1u << 30)
@@ -100,9 +106,20 @@ typedef struct shmi_slot {
     _Atomic uint32_t len;
     _Atomic uint32_t route; /* REQ/REP: the requester's registry index */
     _Atomic uint64_t tag;   /* REQ/REP: the request id the reply must carry */
-    uint64_t reserved;
-    /* payload follows */
+    _Atomic uint32_t buf;   /* payload pool: the buffer holding this position's payload (ring.h) */
+    uint32_t pad;
+    /* payload follows (without the pool) */
 } shmi_slot_t;
+
+/* A slot of a ring with a payload pool (SHMC_PAYLOAD_POOL, see ring.h): the slot header, then the
+ * holder word of the buffer this slot brings to the pool, then that buffer. */
+typedef struct shmi_pooled_slot {
+    shmi_slot_t slot;
+    _Atomic uint64_t holder; /* the slot word (ring.h) of the position whose payload the buffer
+                                holds, with its writer as owner; 0 if never used */
+    uint8_t pad[SHMI_CACHE_LINE - SHMI_SLOT_HEADER_BYTES - 8];
+    /* the buffer follows */
+} shmi_pooled_slot_t;
 
 /* REQ/REP: the reply mailbox of the requester with the same registry index (see reqrep.c). */
 typedef struct shmi_mailbox {
@@ -117,6 +134,7 @@ _Static_assert(sizeof(shmi_header_t) == SHMI_HEADER_BYTES, "header size");
 _Static_assert(sizeof(shmi_peer_t) == SHMI_PEER_BYTES, "peer size");
 _Static_assert(sizeof(shmi_ring_ctrl_t) == SHMI_RING_CTRL_BYTES, "ring control size");
 _Static_assert(sizeof(shmi_slot_t) == SHMI_SLOT_HEADER_BYTES, "slot header size");
+_Static_assert(sizeof(shmi_pooled_slot_t) == SHMI_POOLED_SLOT_HEADER_BYTES, "pooled slot header size");
 _Static_assert(sizeof(shmi_mailbox_t) == SHMI_MAILBOX_HEADER_BYTES, "mailbox header size");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "atomic widths");
 

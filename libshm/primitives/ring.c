@@ -6,10 +6,41 @@
 
 #include <string.h>
 
+static inline uint64_t index_of(const shmi_ring_t *ring, uint64_t pos)
+{
+    return ring->mask ? (pos & ring->mask) : (pos % ring->num_slots);
+}
+
 static inline shmi_slot_t *slot_at(shmi_ring_t *ring, uint64_t pos)
 {
-    uint64_t index = ring->mask ? (pos & ring->mask) : (pos % ring->num_slots);
-    return (shmi_slot_t *)(ring->slots + index * ring->slot_stride);
+    return (shmi_slot_t *)(ring->slots + index_of(ring, pos) * ring->slot_stride);
+}
+
+/* Pooled rings: buffer b (< num_slots) and its holder word, in slot b. */
+static inline shmi_pooled_slot_t *pool_entry(shmi_ring_t *ring, uint64_t b)
+{
+    return (shmi_pooled_slot_t *)(ring->slots + b * ring->slot_stride);
+}
+
+static inline unsigned char *pool_buffer(shmi_ring_t *ring, uint64_t b)
+{
+    return (unsigned char *)pool_entry(ring, b) + SHMI_POOLED_SLOT_HEADER_BYTES;
+}
+
+/* Pooled rings: the buffer that the slot of pos names. Never trust the segment: an index out of
+ * range reads as the slot's own buffer (still inside the mapping; its holder will not match). */
+static inline uint64_t buffer_index(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
+{
+    uint32_t b = atomic_load_explicit(&slot->buf, memory_order_relaxed);
+    return b < ring->num_slots ? b : index_of(ring, pos);
+}
+
+/* Pooled rings: 1 if the buffer that the slot of pos names still holds pos's payload. */
+static int buffer_holds(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
+{
+    uint64_t holder = atomic_load_explicit(&pool_entry(ring, buffer_index(ring, slot, pos))->holder,
+                                           memory_order_relaxed);
+    return holder != 0 && shmi_word_pos(holder) == pos;
 }
 
 /* A reader polls the first line of the slot it waits for (the slot word); a message larger than
@@ -26,8 +57,11 @@ static inline void prefetch_second_line(shmi_ring_t *ring, const shmi_slot_t *sl
 shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos) { return slot_at(ring, pos); }
 
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer)
+                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer,
+                    int pooled)
 {
+    ring->pooled = pooled;
+    ring->consumed = 0;
     ring->competing = competing;
     ring->single_writer = single_writer;
     ring->ctrl = ctrl;
@@ -47,7 +81,62 @@ void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos)
 
 void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos)
 {
-    return (unsigned char *)slot_at(ring, pos) + SHMI_SLOT_HEADER_BYTES;
+    shmi_slot_t *slot = slot_at(ring, pos);
+    if (!ring->pooled) return (unsigned char *)slot + SHMI_SLOT_HEADER_BYTES;
+    return pool_buffer(ring, buffer_index(ring, slot, pos));
+}
+
+/* Pooled rings: 1 if a buffer whose holder word is `holder` may take the payload of pos (see ring.h);
+ * *rank grows with how recently it was used (the warmest in cache is taken). */
+static int buffer_free_for(shmi_ring_t *ring, uint64_t holder, uint64_t pos, uint64_t *rank)
+{
+    *rank = 0;
+    if (holder == 0) return 1; /* never used */
+    uint64_t held = shmi_word_pos(holder);
+    if (held >= pos) return 0; /* a later position's (another writer's), or a corrupt word */
+    *rank = held + 1;
+    if (held + ring->num_slots <= pos) return 1; /* its slot was claimed again: gone for everyone */
+    /* Acquire: pairs with a competing reader's release of the slot (its copy-out is complete). */
+    uint64_t word = atomic_load_explicit(&slot_at(ring, held)->seq, memory_order_acquire);
+    if (word == 0) return 0; /* corrupt */
+    uint64_t at = shmi_word_pos(word);
+    if (at != held) return at > held; /* lapped by another writer meanwhile; below: corrupt */
+    switch (shmi_word_state(word)) {
+    case SHMI_SLOT_FREE: return 1; /* taken and copied out, or abandoned: nobody reads it */
+    case SHMI_SLOT_READY: return !ring->competing && held < ring->consumed;
+    default: return 0; /* WRITING or READING: in use */
+    }
+}
+
+/* Pooled rings: the claimant of pos (`owner`) takes the warmest free buffer (see ring.h). 0 if none
+ * is free, which only a corrupt segment can cause. */
+static int take_buffer(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
+{
+    /* A failed CAS means another writer took that buffer: bounded by contention, and capped. */
+    for (uint64_t round = 0; round < 4 * ring->num_slots + 16; round++) {
+        uint64_t best = UINT64_MAX, best_rank = 0, best_holder = 0;
+        for (uint64_t b = 0; b < ring->num_slots; b++) {
+            uint64_t holder = atomic_load_explicit(&pool_entry(ring, b)->holder, memory_order_acquire);
+            uint64_t rank;
+            if (buffer_free_for(ring, holder, pos, &rank) && (best == UINT64_MAX || rank > best_rank)) {
+                best = b;
+                best_rank = rank;
+                best_holder = holder;
+            }
+        }
+        if (best == UINT64_MAX) return 0;
+        /* acq_rel: after the checks above (a reader's cursor or release said the buffer is done
+         * with), and before the payload writes (the release fence in take_slot follows): a reader
+         * whose copy sees any of them re-checks the holder after its acquire fence and sees us. */
+        if (atomic_compare_exchange_strong_explicit(&pool_entry(ring, best)->holder, &best_holder,
+                                                    shmi_word(pos, owner, SHMI_SLOT_WRITING),
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            /* Published with the slot's READY word (release), which readers load first. */
+            atomic_store_explicit(&slot_at(ring, pos)->buf, (uint32_t)best, memory_order_relaxed);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void help_head(shmi_ring_t *ring, uint64_t from)
@@ -58,7 +147,8 @@ static void help_head(shmi_ring_t *ring, uint64_t from)
                                             memory_order_acq_rel, memory_order_relaxed);
 }
 
-/* Claims pos, whose slot word was `word` (free for pos): 1 if the CAS won. */
+/* Claims pos, whose slot word was `word` (free for pos): 1 if the CAS won, 0 if another writer was
+ * first, -1 if a pooled ring has no free buffer (a corrupt segment: the claim is given up). */
 static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64_t pos, uint32_t owner)
 {
     if (ring->single_writer) {
@@ -66,22 +156,25 @@ static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64
          * that claims, and a word free for pos is changed by no one else: readers change only
          * words of the current lap, recovery only claims. So a plain store claims, and needs no
          * locked instruction (a locked one waits for every earlier store to leave the core: in a
-         * batch, each claim would wait for the previous message's lines). The fence keeps the
-         * claim before the payload (seqlock writer side); x86 orders the stores anyway. */
+         * batch, each claim would wait for the previous message's lines). */
         atomic_store_explicit(&slot->seq, shmi_word(pos, owner, SHMI_SLOT_WRITING), memory_order_relaxed);
-        atomic_thread_fence(memory_order_release);
-        atomic_store_explicit(&ring->ctrl->head, pos + 1, memory_order_release); /* we alone move it */
-        return 1;
-    }
-    /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
-     * every reader access that preceded the publication of the slot we overwrite. */
-    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &word, shmi_word(pos, owner, SHMI_SLOT_WRITING),
-                                                 memory_order_acq_rel, memory_order_relaxed))
+    } else if (!atomic_compare_exchange_strong_explicit(&slot->seq, &word,
+                                                        shmi_word(pos, owner, SHMI_SLOT_WRITING),
+                                                        memory_order_acq_rel, memory_order_relaxed)) {
+        /* acq_rel: the claim is ordered before our payload writes (see the fence below) and after
+         * every reader access that preceded the publication of the slot we overwrite. */
         return 0;
-    /* Seqlock writer side: the "writing" word must be visible before any payload byte. */
+    }
+    int ok = !ring->pooled || take_buffer(ring, pos, owner);
+    if (!ok) shmi_ring_recover(ring, shmi_word(pos, owner, SHMI_SLOT_WRITING)); /* readers skip it */
+    /* Seqlock writer side: the "writing" word (and a pooled ring's holder word) must be visible
+     * before any payload byte; x86 orders the stores anyway. */
     atomic_thread_fence(memory_order_release);
-    help_head(ring, pos);
-    return 1;
+    if (ring->single_writer)
+        atomic_store_explicit(&ring->ctrl->head, pos + 1, memory_order_release); /* we alone move it */
+    else
+        help_head(ring, pos);
+    return ok ? 1 : -1;
 }
 
 /* 1 if a writer may claim pos over slot word `word`: never written (the first lap), or done with
@@ -107,7 +200,9 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
         shmi_slot_t *slot = slot_at(ring, pos);
         uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
         if (free_for(ring, word, pos)) {
-            if (take_slot(ring, slot, word, pos, owner)) {
+            int taken = take_slot(ring, slot, word, pos, owner);
+            if (taken < 0) return SHMC_EBADSEG;
+            if (taken) {
                 *pos_out = pos;
                 return 0;
             }
@@ -144,7 +239,7 @@ int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint
     uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
     /* Anything but a plainly free slot goes the general way (shmi_ring_claim); a claim of pos by
      * another writer changed the word since our load, and the CAS fails. */
-    return free_for(ring, word, pos) && take_slot(ring, slot, word, pos, owner);
+    return free_for(ring, word, pos) && take_slot(ring, slot, word, pos, owner) > 0;
 }
 
 void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len)
@@ -373,8 +468,10 @@ enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word_ou
     if (state != SHMI_SLOT_READY) return SHMI_PEEK_ABANDONED; /* FREE; READING only if corrupt */
     uint32_t n = atomic_load_explicit(&slot->len, memory_order_relaxed);
     if (n > ring->slot_size) return SHMI_PEEK_ABANDONED; /* never trust the segment */
+    if (ring->pooled && !buffer_holds(ring, slot, pos))
+        return SHMI_PEEK_ABANDONED; /* its buffer went to a later message: every reader was past it */
     *len = n;
-    *payload = (unsigned char *)slot + SHMI_SLOT_HEADER_BYTES;
+    *payload = shmi_ring_payload(ring, pos);
     return SHMI_PEEK_READY;
 }
 
@@ -382,7 +479,9 @@ int shmi_ring_unchanged(shmi_ring_t *ring, uint64_t pos, uint64_t word)
 {
     /* Seqlock reader side: the acquire fence keeps the copy's loads before the re-check. */
     atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(&slot_at(ring, pos)->seq, memory_order_relaxed) == word;
+    shmi_slot_t *slot = slot_at(ring, pos);
+    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != word) return 0;
+    return !ring->pooled || buffer_holds(ring, slot, pos);
 }
 
 #if defined(__SANITIZE_THREAD__)

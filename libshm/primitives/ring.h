@@ -23,6 +23,26 @@
  *    FREE; writers reuse only FREE slots, so nothing is lost. A reader that dies holding a slot is
  *    detected by its owner index: the slot goes back to READY (marked RESTORED, counted in
  *    ctrl->restored) and another reader takes it, even though `tail` has moved past it.
+ *
+ * The payload pool (SHMC_PAYLOAD_POOL; by default for large slots). Without it, position p's payload
+ * is in slot p mod num_slots, so a writer works through num_slots x slot_size bytes of memory even
+ * when every reader keeps up: with 1 MiB frames that leaves the cache (docs/performance.md). With
+ * it, each slot brings one buffer to a pool, and the slot of a position names the buffer that holds
+ * its payload (slot->buf). Each buffer has a holder word: the slot word of the position whose
+ * payload it holds (owner: its writer). A writer that has claimed pos takes, by CAS on its holder
+ * word, the buffer of the most recent position that nobody needs any more, so that while readers
+ * keep up the same one or two buffers circulate and stay in cache. A buffer is free for pos when:
+ *   - never used, or its position is a lap old (its slot was claimed again: gone for everyone);
+ *   - its position is FREE: taken and copied out (work queues), or abandoned;
+ *   - broadcast: its position is READY and below `consumed`, the slowest live reader's cursor
+ *     as the writer saw it before the claim (readers only move forward, so a stale value is safe).
+ * One buffer is always free: positions pos - num_slots + 1 .. pos - 1 hold at most num_slots - 1.
+ * A position is readable only while its slot word is READY *and* its buffer's holder names it: a
+ * broadcast reader re-checks both after copying (the seqlock), so a buffer taken mid-copy is never
+ * delivered; a competing reader holds the slot READING, which keeps its buffer. The holder word and
+ * the slot word are separate atomic words, each naming its owner, so a writer that dies between
+ * them leaves nothing that cannot be told apart or recovered: a holder whose position was abandoned
+ * or lapped is free again.
  */
 #ifndef SHMI_RING_H
 #define SHMI_RING_H
@@ -46,6 +66,9 @@ typedef struct shmi_ring {
     uint32_t slot_stride;
     int competing; /* readers share `tail` (work queues) instead of keeping private cursors */
     int single_writer; /* SHMC_SINGLE_WRITER: one writer claims, with plain stores (see take_slot) */
+    int pooled;        /* SHMC_PAYLOAD_POOL: payloads live in pool buffers (see above) */
+    uint64_t consumed; /* pooled broadcast rings: this writer's view of the slowest reader's cursor,
+                          set before each claim (shmi_writer); 0 when unknown: nothing is taken early */
 } shmi_ring_t;
 
 /* What a reader finds at a position. */
@@ -57,7 +80,8 @@ enum shmi_peek {
 };
 
 void shmi_ring_init(shmi_ring_t *ring, void *ctrl, void *slots, uint32_t num_slots,
-                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer);
+                    uint32_t slot_size, uint32_t slot_stride, int competing, int single_writer,
+                    int pooled);
 
 static inline uint64_t shmi_word_pos(uint64_t word) { return (word >> 10) - 1; } /* word != 0 */
 static inline uint32_t shmi_word_owner(uint64_t word) { return (uint32_t)(word >> 2) & 0xFFu; }
@@ -77,7 +101,7 @@ static inline int shmi_word_busy(uint64_t word)
  * Returns 0 with *pos; SHMC_EAGAIN if the ring is full (up to limit, or a competing reader has not
  * taken the message a lap back yet), with *blocker set to the slot word when a claim by another
  * process (an earlier writer, a reader) holds the slot; SHMC_EBADSEG if the slot words are
- * inconsistent (a corrupt segment). */
+ * inconsistent (a corrupt segment). A pooled ring's claim also takes the payload buffer. */
 int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t *pos,
                     uint64_t *blocker);
 /* Writer, in a batch: claims pos, the position right after its last claim, if it is below `limit`
@@ -136,7 +160,8 @@ shmi_slot_t *shmi_ring_slot(shmi_ring_t *ring, uint64_t pos);
  * against slot_size) and *word is the slot word to re-check after copying. */
 enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word, const void **payload,
                               uint32_t *len);
-/* Reader: 1 if the slot of pos still holds the message the reader saw as `word` (after a copy). */
+/* Reader: 1 if the slot of pos still holds the message the reader saw as `word` (after a copy), and
+ * in a pooled ring its buffer still holds it too. */
 int shmi_ring_unchanged(shmi_ring_t *ring, uint64_t pos, uint64_t word);
 /* Copies a message out of a slot that a writer may be overwriting concurrently (the seqlock copy:
  * the result is validated by shmi_ring_unchanged afterwards, so a racing write is never delivered). */

@@ -60,12 +60,16 @@ static void random_pause(uint64_t max_us)
 
 /* ------------------------------------------------------------------ endpoints */
 
+/* SHMC_PAYLOAD_POOL for the pass of main() that runs the tests again with a payload pool. */
+static uint32_t queue_flags;
+
 static shmc_push_t *open_push(const char *name, uint32_t slots)
 {
     shmc_push_options_t o;
     shmc_push_options_init(&o);
     o.num_slots = slots;
     o.slot_size = SLOT_SIZE;
+    o.flags = queue_flags;
     shmc_push_t *push = NULL;
     CHECK_OK(shmc_push_open(name, &o, &push));
     return push;
@@ -147,7 +151,7 @@ static void test_ring_competing(void)
     memset(ctrl_mem, 0, SHMI_RING_CTRL_BYTES);
     memset(mem, 0, (size_t)slots * stride);
     shmi_ring_t ring;
-    shmi_ring_init(&ring, ctrl_mem, mem, slots, slot_size, stride, 1, 0);
+    shmi_ring_init(&ring, ctrl_mem, mem, slots, slot_size, stride, 1, 0, 0);
     shmi_ring_ctrl_t *c = ctrl_mem;
     const uint32_t writer = 1, a = 2, b = 3, dead_writer = 5;
     uint64_t pos, blocker;
@@ -381,6 +385,7 @@ static void *treader_main(void *arg)
 static void test_threads(uint32_t slots)
 {
     const char *name = unique_name(slots == 64 ? "pipe-threads" : "pipe-threads-odd");
+    printf("%s", queue_flags & SHMC_PAYLOAD_POOL ? "payload pool: " : "");
     tboard_t b;
     b.per_writer = scaled(100000);
     b.total = b.per_writer * T_WRITERS;
@@ -1159,5 +1164,12 @@ int main(void)
     test_restarted_pusher();
     test_killed_pullers();
     test_dead_taker();
+    /* Again with a payload pool (ring.h): a message's buffer is any slot's, chosen at its claim. */
+    queue_flags = SHMC_PAYLOAD_POOL;
+    test_threads(64);
+    test_threads(7);
+    test_dead_claimant();
+    test_killed_pushers();
+    test_killed_pullers();
     return test_result("pipeline");
 }

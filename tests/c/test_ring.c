@@ -6,6 +6,9 @@
  *       message received exactly once by each reader, none dropped.
  *   (d) a claimant that never publishes: its slot is abandoned, skipped and counted as dropped by
  *       readers, and reused by later writers (the ring alone, then through the public API).
+ *   (e) the payload pool (SHMC_PAYLOAD_POOL): the ring alone (which buffer a claim takes, a buffer
+ *       taken from under a copy, a writer dead with a buffer, corrupt buffer words), then (a), (b)
+ *       and (c) again with a pool.
  * Payloads are copies of one 64-bit tag (writer id and sequence number) in every word, so a torn
  * copy is visible in any word; lengths vary with the sequence number, so a length that belongs to
  * another message is visible too.
@@ -195,7 +198,7 @@ static void test_ring_abandon(void)
     memset(ctrl, 0, SHMI_RING_CTRL_BYTES);
     memset(mem, 0, (size_t)slots * stride);
     shmi_ring_t ring;
-    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride, 0, 0);
+    shmi_ring_init(&ring, ctrl, mem, slots, slot_size, stride, 0, 0, 0);
 
     const uint32_t dead = 5, live = 1;
     uint64_t pos, blocker, word;
@@ -321,15 +324,160 @@ static void test_api_abandon(void)
     CHECK_OK(shmc_pub_close(pub));
 }
 
+/* ------------------------------------------------------------------ (e) payload pool */
+
+#define POOL_SLOTS 8u
+#define POOL_STRIDE (SHMI_POOLED_SLOT_HEADER_BYTES + 64u)
+
+typedef struct pool_ring {
+    shmi_ring_t ring;
+    void *ctrl;
+    unsigned char *mem;
+} pool_ring_t;
+
+/* A pooled broadcast ring of POOL_SLOTS slots of 64 bytes, in private memory. */
+static void pool_ring_init(pool_ring_t *p)
+{
+    p->ctrl = aligned_alloc(SHMI_CACHE_LINE, SHMI_RING_CTRL_BYTES);
+    p->mem = aligned_alloc(SHMI_CACHE_LINE, (size_t)POOL_SLOTS * POOL_STRIDE);
+    CHECK(p->ctrl && p->mem);
+    memset(p->ctrl, 0, SHMI_RING_CTRL_BYTES);
+    memset(p->mem, 0, (size_t)POOL_SLOTS * POOL_STRIDE);
+    shmi_ring_init(&p->ring, p->ctrl, p->mem, POOL_SLOTS, 64, POOL_STRIDE, 0, 0, 1);
+}
+
+static void pool_ring_free(pool_ring_t *p)
+{
+    free(p->ctrl);
+    free(p->mem);
+}
+
+/* Which buffer holds pos's payload (its index in the pool). */
+static uint64_t buffer_of(pool_ring_t *p, uint64_t pos)
+{
+    uint64_t at = (uint64_t)((unsigned char *)shmi_ring_payload(&p->ring, pos) - p->mem);
+    CHECK(at % POOL_STRIDE == SHMI_POOLED_SLOT_HEADER_BYTES);
+    return at / POOL_STRIDE;
+}
+
+/* Claims the next position as `owner`, writes the 8-byte value pos into it, publishes it. */
+static uint64_t pool_publish(pool_ring_t *p, uint32_t owner)
+{
+    uint64_t pos, blocker;
+    CHECK_OK(shmi_ring_claim(&p->ring, owner, UINT64_MAX, &pos, &blocker));
+    memcpy(shmi_ring_payload(&p->ring, pos), &pos, 8);
+    shmi_ring_publish(&p->ring, pos, 8);
+    return pos;
+}
+
+/* 1 if pos reads back intact as a broadcast reader reads it (peek, copy, re-check). */
+static int pool_reads(pool_ring_t *p, uint64_t pos)
+{
+    uint64_t word, value = 0;
+    const void *payload;
+    uint32_t len;
+    if (shmi_ring_peek(&p->ring, pos, &word, &payload, &len) != SHMI_PEEK_READY) return 0;
+    memcpy(&value, payload, 8);
+    return len == 8 && value == pos && shmi_ring_unchanged(&p->ring, pos, word);
+}
+
+static void test_pool(void)
+{
+    pool_ring_t p;
+    pool_ring_init(&p);
+    const uint32_t writer = 1, dead = 9;
+
+    /* Readers that keep up (their slowest cursor passes each message before the next claim):
+     * every message goes into the buffer the last one was read from, whatever the depth. */
+    uint64_t pos = pool_publish(&p, writer);
+    const uint64_t first = buffer_of(&p, pos);
+    for (int i = 0; i < 5 * (int)POOL_SLOTS; i++) {
+        CHECK(pool_reads(&p, pos));
+        p.ring.consumed = pos + 1;
+        pos = pool_publish(&p, writer);
+        CHECK(buffer_of(&p, pos) == first);
+    }
+    /* A reader one message behind: two buffers take turns. */
+    p.ring.consumed = pos;
+    uint64_t a = buffer_of(&p, pos = pool_publish(&p, writer));
+    p.ring.consumed = pos;
+    uint64_t b = buffer_of(&p, pos = pool_publish(&p, writer));
+    CHECK(a != b);
+    for (int i = 0; i < 2 * (int)POOL_SLOTS; i++) {
+        p.ring.consumed = pos;
+        pos = pool_publish(&p, writer);
+        CHECK(buffer_of(&p, pos) == (i % 2 ? b : a));
+        CHECK(pool_reads(&p, pos - 1) && pool_reads(&p, pos));
+    }
+
+    /* A reader that reads nothing any more (its cursor stays): nothing it may still read is
+     * taken: the ring behaves as a plain one, and the last lap is all readable. */
+    const uint64_t stuck = pos + 1;
+    p.ring.consumed = stuck;
+    for (uint32_t i = 0; i < 3 * POOL_SLOTS; i++) pos = pool_publish(&p, writer);
+    for (uint64_t q = pos - POOL_SLOTS + 1; q <= pos; q++) CHECK(pool_reads(&p, q));
+    uint64_t seen = 0;
+    for (uint64_t q = pos - POOL_SLOTS + 1; q <= pos; q++) seen |= 1ull << buffer_of(&p, q);
+    CHECK(seen == (1ull << POOL_SLOTS) - 1); /* every buffer holds one of them */
+
+    /* A reader in the middle of a copy whose buffer is taken (every cursor moved past it, as
+     * another reader's would): its re-check fails, and the position then reads as lost. */
+    uint64_t word;
+    const void *payload;
+    uint32_t len;
+    CHECK(shmi_ring_peek(&p.ring, pos, &word, &payload, &len) == SHMI_PEEK_READY);
+    p.ring.consumed = pos + 1;
+    uint64_t next = pool_publish(&p, writer);
+    CHECK(buffer_of(&p, next) == buffer_of(&p, pos));
+    CHECK(!shmi_ring_unchanged(&p.ring, pos, word));
+    CHECK(shmi_ring_peek(&p.ring, pos, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    CHECK(pool_reads(&p, next));
+
+    /* A writer that dies holding a buffer: recovery abandons its position, and its buffer is free
+     * again at once (nobody reads an abandoned position). */
+    uint64_t blocker, claimed;
+    p.ring.consumed = next + 1;
+    CHECK_OK(shmi_ring_claim(&p.ring, dead, UINT64_MAX, &claimed, &blocker));
+    const uint64_t held = buffer_of(&p, claimed);
+    shmi_pooled_slot_t *entry = (shmi_pooled_slot_t *)(p.mem + held * POOL_STRIDE);
+    CHECK(shmi_word_owner(atomic_load(&entry->holder)) == dead);
+    CHECK(shmi_word_pos(atomic_load(&entry->holder)) == claimed);
+    shmi_ring_recover_owner(&p.ring, dead);
+    CHECK(shmi_ring_peek(&p.ring, claimed, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    pos = pool_publish(&p, writer);
+    CHECK(buffer_of(&p, pos) == held && pool_reads(&p, pos));
+
+    /* Corrupt buffer words are never trusted: an index out of range reads as lost, and when no
+     * buffer is free (every holder names a later position) the claim fails and is given up. */
+    shmi_slot_t *slot = (shmi_slot_t *)(p.mem + (pos % POOL_SLOTS) * POOL_STRIDE);
+    atomic_store(&slot->buf, 1000);
+    CHECK(shmi_ring_peek(&p.ring, pos, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    CHECK((unsigned char *)shmi_ring_payload(&p.ring, pos) >= p.mem &&
+          (unsigned char *)shmi_ring_payload(&p.ring, pos) < p.mem + POOL_SLOTS * POOL_STRIDE);
+    for (uint64_t i = 0; i < POOL_SLOTS; i++)
+        atomic_store(&((shmi_pooled_slot_t *)(p.mem + i * POOL_STRIDE))->holder,
+                     shmi_word(pos + 100, writer, SHMI_SLOT_WRITING));
+    CHECK_RC(shmi_ring_claim(&p.ring, writer, UINT64_MAX, &claimed, &blocker), SHMC_EBADSEG);
+    CHECK(shmi_ring_peek(&p.ring, pos + 1, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    pool_ring_free(&p);
+    puts("pool: a kept-up ring reuses one buffer, a stalled reader keeps its lap, a taken buffer "
+         "fails the re-check, a dead writer's buffer comes back, corrupt words are refused");
+}
+
 int main(void)
 {
     scale_init(4, 1000);
 
     test_ring_abandon();
     test_api_abandon();
+    test_pool();
     run("broadcast", 8, 0, 1, scaled(1000000), 3, 0);   /* (a) */
     run("writers", 7, 0, 3, scaled(200000), 2, 0);      /* (b): 7 slots, not a power of two */
     run("lossless", 16, SHMC_LOSSLESS, 2, scaled(100000), 2, 1); /* (c) */
+    /* (e): the same with a payload pool */
+    run("pool-broadcast", 8, SHMC_PAYLOAD_POOL, 1, scaled(1000000), 3, 0);
+    run("pool-writers", 7, SHMC_PAYLOAD_POOL, 3, scaled(200000), 2, 0);
+    run("pool-lossless", 16, SHMC_LOSSLESS | SHMC_PAYLOAD_POOL, 2, scaled(100000), 2, 1);
     puts("ring: ok");
     return 0;
 }
