@@ -80,6 +80,7 @@ def _matching_segments(name: str) -> List[str]:
 
 
 _FLAG_NAMES = ((lib.SHMC_LOSSLESS, "lossless"), (lib.SHMC_SINGLE_WRITER, "single-writer"),
+               (lib.SHMC_PAYLOAD_POOL, "payload-pool"),
                (lib.SHMC_SHARE_GROUP, "share-group"), (lib.SHMC_SHARE_ALL, "share-all"))
 
 

@@ -25,6 +25,7 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
         "pushers": s.publishers,
         "pullers": s.subscribers,
         "single_writer": bool(s.flags & lib.SHMC_SINGLE_WRITER),
+        "payload_pool": bool(s.flags & lib.SHMC_PAYLOAD_POOL),
     }
 
 

@@ -25,6 +25,7 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
         "slot_size": s.slot_size,
         "lossless": bool(s.flags & lib.SHMC_LOSSLESS),
         "single_writer": bool(s.flags & lib.SHMC_SINGLE_WRITER),
+        "payload_pool": bool(s.flags & lib.SHMC_PAYLOAD_POOL),
         "head": s.head,
         "msg_count": s.head,
         "publishers": s.publishers,

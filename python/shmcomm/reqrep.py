@@ -29,6 +29,7 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
         "queued": max(0, s.head - s.tail),
         "repliers": s.publishers,
         "requesters": s.subscribers,
+        "payload_pool": bool(s.flags & lib.SHMC_PAYLOAD_POOL),
     }
 
 

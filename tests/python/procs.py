@@ -640,6 +640,25 @@ def serving_replier(name: str, events: Any, stop: Any) -> None:
     _run(events, body)
 
 
+def echo_replier(name: str, num_slots: int, slot_size: int, events: Any) -> None:
+    """A raw Replier that answers every request with its bytes reversed, until an empty request;
+    reports its stats (``payload_pool`` included)."""
+    def body() -> None:
+        from shmcomm import Replier
+
+        with Replier(name, num_slots=num_slots, slot_size=slot_size, serialization="raw") as rep:
+            events.put({"kind": "ready", "pid": os.getpid()})
+            while True:
+                request = rep.recv_bytes(timeout=30.0)
+                if request is None:
+                    raise AssertionError("echo replier: no request within 30 s")
+                rep.send_bytes(request[::-1])
+                if not request:
+                    break
+            events.put({"kind": "result", **rep.stats()})
+    _run(events, body)
+
+
 def victim_requester(name: str, events: Any) -> None:
     """A Requester that sends one request and, with it pending, waits to be SIGKILLed."""
     def body() -> None:

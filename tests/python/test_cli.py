@@ -19,6 +19,7 @@ import pytest
 import shmcomm
 from procs import CTX, Children, child_env, crashing_publisher, get, join, wait_until
 from shmcomm import Publisher, Subscriber
+from shmcomm._binding import lib
 from shmcomm.segments import segment_peers
 
 
@@ -95,7 +96,7 @@ def test_inspect(channel: str, by: str) -> None:
         assert fields["channel"] == channel and fields["os_name"] == shmcomm.os_name(channel)
         assert fields["num_slots"] == "8" and fields["slot_size"] == "256" and fields["head"] == "2"
         assert fields["stale"] == "False" and fields["creator_pid"] == str(os.getpid())
-        assert fields["layout_version"] == "2" and fields["flags"] == "none"
+        assert fields["layout_version"] == str(lib.SHMC_LAYOUT_VERSION) and fields["flags"] == "none"
         as_json = json.loads(cli("inspect", target, "--json").stdout)
         assert len(as_json) == 1  # a list: one entry per segment of the channel
         assert as_json[0]["channel"] == channel and as_json[0]["head"] == 2

@@ -35,7 +35,8 @@ from procs import (CM_ATTACHED, CM_BAD, CM_BATCH, CM_COUNTERS, CM_DONE, CM_TORN,
                    cm_pair_survivor, cm_publisher, cm_victim_pair, cm_puller, cm_pusher, cm_replier, cm_requester, cm_subscriber,
                    cm_victim_publisher, cm_victim_puller, cm_victim_pusher, cm_victim_replier,
                    cm_victim_requester, cm_victim_subscriber, get, join, wait_until)
-from shmcomm import Requester
+from shmcomm import Requester, list_segments
+from shmcomm._binding import lib
 
 STRESS = os.environ.get("SHMCOMM_STRESS") == "1"
 KILLS = int(os.environ.get("SHMCOMM_CRASH_KILLS") or (200 if STRESS else 8))
@@ -49,9 +50,14 @@ PROGRESS_TIMEOUT = 20.0  # survivors that make no progress for this long after a
 PREFETCH = 3  # victims booting ahead of the one running
 TIME_LIMIT = max(150, 4 * (KILLS + ATTACH_KILLS))
 
-ROLES = [("PUB/SUB", "publisher"), ("PUB/SUB", "subscriber"), ("REQ/REP", "requester"),
-         ("REQ/REP", "replier"), ("PUSH/PULL", "pusher"), ("PUSH/PULL", "puller"), ("PAIR", "master"),
-         ("PAIR", "slave")]
+POOL_SIZE = 65536  # slots this large get a payload pool by default (docs/memory-layout.md)
+# (pattern, role, payload and slot size): every role with 1 KiB slots, then the rings that take a
+# payload pool by default again with large slots, where a message's buffer is chosen at each claim.
+ROLES = [("PUB/SUB", "publisher", SIZE), ("PUB/SUB", "subscriber", SIZE), ("REQ/REP", "requester", SIZE),
+         ("REQ/REP", "replier", SIZE), ("PUSH/PULL", "pusher", SIZE), ("PUSH/PULL", "puller", SIZE),
+         ("PAIR", "master", SIZE), ("PAIR", "slave", SIZE),
+         ("PUB/SUB", "publisher", POOL_SIZE), ("PUB/SUB", "subscriber", POOL_SIZE),
+         ("PUSH/PULL", "pusher", POOL_SIZE), ("PUSH/PULL", "puller", POOL_SIZE)]
 
 
 @dataclass
@@ -75,14 +81,20 @@ StartVictim = Callable[[int, Any, Any, Any, int], Tuple[Any, Optional[str]]]
 class Matrix:
     """One row of the crash matrix: runs the kills, collects violations, prints the summary line."""
 
-    def __init__(self, pattern: str, role: str) -> None:
-        self.pattern, self.role = pattern, role
-        self.rng = random.Random(f"{SEED}/{role}")
+    def __init__(self, pattern: str, role: str, size: int) -> None:
+        self.pattern, self.role, self.size = pattern, role, size
+        self.rng = random.Random(f"{SEED}/{role}/{size}")
         self.started = time.monotonic()
         self.violations: List[str] = []
         self.deadlocks = 0
         self.victims: List[Victim] = []
         self.emitted = False
+
+    def check_pool(self, channel: str) -> None:
+        """The channel has a payload pool exactly when its slots are POOL_SIZE or larger."""
+        flags = [seg.flags for seg in list_segments() if seg.channel == channel]
+        assert len(flags) == 1, f"segments of {channel!r}: {flags}"
+        assert bool(flags[0] & lib.SHMC_PAYLOAD_POOL) == (self.size >= POOL_SIZE), hex(flags[0])
 
     # ---- the kills ------------------------------------------------------------------------------
 
@@ -166,7 +178,7 @@ class Matrix:
         self.emitted = True
         done = [v.done for v in self.victims if v.phase == "loop"]
         summary = {
-            "pattern": self.pattern, "role": self.role,
+            "pattern": self.pattern, "role": self.role, "slot_size": self.size,
             "kills": len(self.victims),
             "kills_in_loop": sum(v.phase == "loop" for v in self.victims),
             "kills_in_attach": sum(v.phase == "attach" for v in self.victims),
@@ -208,17 +220,18 @@ def _progress() -> Any:
 def _pubsub(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
     events, finish, linger = CTX.Queue(), CTX.Event(), CTX.Event()
     progress_pub, progress_sub = _progress(), _progress()
-    pub = kids.start(cm_publisher, channel, SIZE, NUM_SLOTS, progress_pub, finish, events, linger)
+    pub = kids.start(cm_publisher, channel, m.size, NUM_SLOTS, progress_pub, finish, events, linger)
     get(events, 30, "the surviving publisher", "ready")
-    sub = kids.start(cm_subscriber, channel, SIZE, progress_sub, events)
+    m.check_pool(channel)
+    sub = kids.start(cm_subscriber, channel, m.size, progress_sub, events)
     get(events, 30, "the surviving subscriber", "ready")
 
     if m.role == "publisher":
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
-            return kids.start(cm_victim_publisher, channel, i + 1, SIZE, NUM_SLOTS, seed, counters, ev, go), None
+            return kids.start(cm_victim_publisher, channel, i + 1, m.size, NUM_SLOTS, seed, counters, ev, go), None
     else:
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
-            return kids.start(cm_victim_subscriber, channel, SIZE, seed, counters, ev, go), None
+            return kids.start(cm_victim_subscriber, channel, m.size, seed, counters, ev, go), None
 
     victims = m.run_kills(kids, start, {"publisher": progress_pub, "subscriber": progress_sub})
     finish.set()
@@ -267,22 +280,22 @@ def _pubsub(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
 def _reqrep(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
     events, finish = CTX.Queue(), CTX.Event()
     progress_rep = _progress()
-    rep = kids.start(cm_replier, channel, SIZE, NUM_SLOTS, progress_rep, events)
+    rep = kids.start(cm_replier, channel, m.size, NUM_SLOTS, progress_rep, events)
     get(events, 30, "the surviving replier", "ready")
     rids = [0] if m.role == "requester" else [0, 1]
     survivors = {"replier": progress_rep}
     reqs = []
     for rid in rids:
         progress = survivors[f"requester {rid}"] = _progress()
-        reqs.append(kids.start(cm_requester, channel, rid, SIZE, progress, finish, events))
+        reqs.append(kids.start(cm_requester, channel, rid, m.size, progress, finish, events))
         get(events, 30, f"surviving requester {rid}", "ready")
 
     if m.role == "requester":
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
-            return kids.start(cm_victim_requester, channel, 100 + i, SIZE, counters, ev, go), None
+            return kids.start(cm_victim_requester, channel, 100 + i, m.size, counters, ev, go), None
     else:
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
-            return kids.start(cm_victim_replier, channel, SIZE, NUM_SLOTS, seed, counters, ev, go), None
+            return kids.start(cm_victim_replier, channel, m.size, NUM_SLOTS, seed, counters, ev, go), None
 
     victims = m.run_kills(kids, start, survivors)
     finish.set()
@@ -377,21 +390,22 @@ def _pipeline(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
     survivors = {"pusher": progress_push}
     # After `finish`, 2000 more items (over a hundred laps of the ring): any slot a killed puller
     # held has been given back and taken before the STOP items.
-    push = kids.start(cm_pusher, channel, SIZE, NUM_SLOTS, 2000, pullers, progress_push, finish, events, linger)
+    push = kids.start(cm_pusher, channel, m.size, NUM_SLOTS, 2000, pullers, progress_push, finish, events, linger)
     get(events, 30, "the surviving pusher", "ready")
+    m.check_pool(channel)
     procs = []
     for index in range(pullers):
         progress = survivors[f"puller {index}"] = _progress()
-        procs.append(kids.start(cm_puller, channel, index, SIZE, progress, events))
+        procs.append(kids.start(cm_puller, channel, index, m.size, progress, events))
         get(events, 30, f"surviving puller {index}", "ready")
 
     if m.role == "pusher":
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
-            return kids.start(cm_victim_pusher, channel, i + 1, SIZE, NUM_SLOTS, seed, counters, ev, go), None
+            return kids.start(cm_victim_pusher, channel, i + 1, m.size, NUM_SLOTS, seed, counters, ev, go), None
     else:
         def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
             path = str(tmp_path / f"victim{i}")
-            return kids.start(cm_victim_puller, channel, SIZE, path, seed, counters, ev, go), path
+            return kids.start(cm_victim_puller, channel, m.size, path, seed, counters, ev, go), path
 
     victims = m.run_kills(kids, start, survivors)
     finish.set()
@@ -467,12 +481,12 @@ def _pair(m: Matrix, kids: Children, channel: str, tmp_path: Path) -> None:
     survivor_role = "slave" if m.role == "master" else "master"
     events, finish = CTX.Queue(), CTX.Event()
     progress = _progress()
-    survivor = kids.start(cm_pair_survivor, channel, survivor_role, SIZE, NUM_SLOTS, progress, finish, events)
+    survivor = kids.start(cm_pair_survivor, channel, survivor_role, m.size, NUM_SLOTS, progress, finish, events)
     get(events, 30, "the surviving side", "ready")
 
     def start(i: int, counters: Any, ev: Any, go: Any, seed: int) -> Tuple[Any, Optional[str]]:
         path = str(tmp_path / f"victim{i}")
-        return kids.start(cm_victim_pair, channel, m.role, i + 1, SIZE, NUM_SLOTS, path, seed, counters,
+        return kids.start(cm_victim_pair, channel, m.role, i + 1, m.size, NUM_SLOTS, path, seed, counters,
                           ev, go), path
 
     victims = m.run_kills(kids, start, {"survivor": progress})
@@ -520,10 +534,11 @@ SCENARIOS = {"PUB/SUB": _pubsub, "REQ/REP": _reqrep, "PUSH/PULL": _pipeline, "PA
 
 
 @pytest.mark.timeout(TIME_LIMIT)
-@pytest.mark.parametrize("pattern,role", ROLES, ids=[role for _, role in ROLES])
-def test_killing_a_role_again_and_again_leaves_the_survivors_working(pattern: str, role: str, channel: str,
-                                                                    tmp_path: Path) -> None:
-    m = Matrix(pattern, role)
+@pytest.mark.parametrize("pattern,role,size", ROLES,
+                         ids=[role if size == SIZE else f"{role}-pool" for _, role, size in ROLES])
+def test_killing_a_role_again_and_again_leaves_the_survivors_working(pattern: str, role: str, size: int,
+                                                                    channel: str, tmp_path: Path) -> None:
+    m = Matrix(pattern, role, size)
     try:
         with Children() as kids:
             SCENARIOS[pattern](m, kids, channel, tmp_path)

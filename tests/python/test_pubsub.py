@@ -92,6 +92,28 @@ def test_stats_dicts(channel: str) -> None:
         assert sub.stats()["local_tail"] == 4
 
 
+@pytest.mark.parametrize("num_slots,slot_size,pooled", [(8, 128, False), (8, 65535, False), (8, 65536, True),
+                                                       (3, 1 << 20, True), (64, 65536, True),
+                                                       (2, 1 << 20, False), (65, 65536, False)])
+def test_large_slots_get_a_payload_pool_and_frames_round_trip(channel: str, num_slots: int, slot_size: int,
+                                                              pooled: bool) -> None:
+    """A payload pool by default for slots of 64 KiB or more and 3..64 of them (docs/memory-layout.md);
+    through it, messages of every size arrive whole, by copy and by zero-copy view, on a ring
+    lapped several times."""
+    with Publisher(channel, num_slots=num_slots, slot_size=slot_size, serialization="raw") as pub, \
+            Subscriber(channel, serialization="raw") as sub:
+        assert pub.stats()["payload_pool"] is pooled and sub.stats()["payload_pool"] is pooled
+        for seq in range(3 * num_slots):
+            payload = bytes([seq % 251]) * (1 + seq * 7919 % slot_size)
+            pub.send_bytes(payload)
+            if seq % 2:
+                assert sub.recv_bytes(timeout=1.0) == payload
+            else:
+                with sub.recv_view(timeout=1.0) as view:
+                    assert view.data == payload
+        assert sub.stats()["dropped"] == 0
+
+
 def test_a_subscriber_sees_only_messages_published_after_it_attached(channel: str) -> None:
     with Publisher(channel) as pub:
         pub.send("before")

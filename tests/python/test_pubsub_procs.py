@@ -42,10 +42,13 @@ def test_three_subscriber_processes_each_receive_100k_messages_in_order(channel:
 
 
 @pytest.mark.timeout(120)
-def test_slow_subscriber_in_overwrite_mode_sees_no_torn_message_and_counts_every_one(channel: str) -> None:
-    size = 4096
+@pytest.mark.parametrize("size", [4096, 65536], ids=["4KiB", "64KiB-payload-pool"])
+def test_slow_subscriber_in_overwrite_mode_sees_no_torn_message_and_counts_every_one(channel: str,
+                                                                                   size: int) -> None:
     events, total_q = CTX.Queue(), CTX.Queue()
     with Publisher(channel, num_slots=8, slot_size=size, serialization="raw") as pub, Children() as kids:
+        # 64 KiB slots get a payload pool: each message's buffer is chosen at its claim.
+        assert pub.stats()["payload_pool"] is (size >= 65536)
         proc = kids.start(slow_subscriber, channel, size, events, total_q)
         get(events, 30, "the subscriber to attach", "ready")
         # Publish as fast as possible (lapping the reader many times) until it has read 300.

@@ -19,8 +19,8 @@ from typing import Any, Dict, List
 import pytest
 
 import shmcomm
-from procs import (CTX, STOP_REQUEST, Children, child_env, get, holding_replier, join, loop_replier,
-                   requester_client, serving_replier, victim_requester)
+from procs import (CTX, STOP_REQUEST, Children, child_env, echo_replier, get, holding_replier, join,
+                   loop_replier, requester_client, serving_replier, victim_requester)
 from shmcomm import (Replier, Requester, SHMBufferFullError, SHMClosedError, SHMConnectionError,
                      SHMError, SHMMessageSizeError, SHMNameError, SHMPeerDeadError,
                      SHMSequenceError, SHMSerializationError, SHMTimeoutError, SHMTypeError,
@@ -340,6 +340,40 @@ def test_four_requester_processes_get_exactly_their_own_replies(channel: str) ->
     assert sorted(r["rid"] for r in grouped["result"]) == list(range(requesters))
     total = requesters * count + 1  # + the stop request
     assert result["received"] == total and result["sent"] == total and result["expired"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_large_requests_through_a_payload_pool_reach_a_replier_process_whole(channel: str) -> None:
+    """64 KiB slots get a payload pool (docs/memory-layout.md): each request's buffer is chosen when it
+    is queued. Three requester threads, requests of many sizes: every reply is its own request
+    reversed, so a request read from a buffer another request was written into would show."""
+    slot_size, events = 65536, CTX.Queue()
+    with Children() as kids:
+        replier = kids.start(echo_replier, channel, 8, slot_size, events)
+        get(events, 30, "the replier", "ready")
+        failures: List[str] = []
+
+        def client(rid: int) -> None:
+            with Requester(channel, serialization="raw", timeout_connect=10.0) as req:
+                for i in range(150):
+                    size = 1 + (rid * 7919 + i * 104729) % slot_size
+                    request = bytes([rid, i % 256]) * (size // 2) + bytes(size % 2)
+                    reply = req.request_bytes(request, timeout=30.0)
+                    if reply != request[::-1]:
+                        failures.append(f"requester {rid} request {i}: wrong reply")
+
+        threads = [threading.Thread(target=client, args=(rid,)) for rid in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert not any(t.is_alive() for t in threads)
+        with Requester(channel, serialization="raw", timeout_connect=10.0) as req:
+            assert req.request_bytes(b"", timeout=30.0) == b""
+        result = get(events, 30, "the replier's report", "result")
+        assert join(replier, 20, "replier") == 0
+    assert failures == []
+    assert result["payload_pool"] is True and result["received"] == 3 * 150 + 1, result
 
 
 @pytest.mark.timeout(120)
