@@ -250,7 +250,7 @@ int shmc_rep_send(shmc_rep_t *rep, const void *data, size_t len)
         rep->expired++; /* the requester gave up: discard the reply */
         return SHMC_EEXPIRED;
     }
-    if (len) memcpy(mailbox_payload(mb), data, len);
+    if (len) shmi_ring_copy_in(mailbox_payload(mb), data, len);
     atomic_store_explicit(&mb->len, (uint32_t)len, memory_order_relaxed);
     /* Release: the payload and len are complete for a requester that sees READY. */
     atomic_store_explicit(&mb->word, mb_word(rep->current_id, rep->r.index, MB_READY),
@@ -430,7 +430,7 @@ int shmc_req_send(shmc_req_t *req, const void *data, size_t len, int64_t timeout
     shmi_slot_t *slot = shmi_ring_slot(&ch->ring, pos);
     atomic_store_explicit(&slot->route, req->w.index, memory_order_relaxed);
     atomic_store_explicit(&slot->tag, id, memory_order_relaxed);
-    if (len) memcpy(shmi_ring_payload(&ch->ring, pos), data, len);
+    if (len) shmi_ring_copy_in(shmi_ring_payload(&ch->ring, pos), data, len);
     shmi_writer_publish(&req->w, pos, (uint32_t)len);
     req->pending = id;
     return 0;

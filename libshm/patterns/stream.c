@@ -738,7 +738,7 @@ int shmc_stream_writer_write(shmc_stream_writer_t *s, const void *const *field_d
                           s->v.frame_header_bytes;
     for (uint32_t i = 0; i < s->v.nfields; i++) {
         uint64_t n = field_nbytes ? field_nbytes[i] : s->v.schema[i].capacity;
-        if (n) memcpy(data + s->v.schema[i].offset, field_data[i], (size_t)n);
+        if (n) shmi_ring_copy_in(data + s->v.schema[i].offset, field_data[i], (size_t)n);
     }
     writer_publish(s, timestamp_ns, field_nbytes);
     return 0;

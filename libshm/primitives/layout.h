@@ -31,6 +31,7 @@
 #define SHMI_POOLED_SLOT_HEADER_BYTES 64
 #define SHMI_POOL_MAX_SLOTS 64u       /* a payload pool is scanned whole by each claim: kept small */
 #define SHMI_POOL_AUTO_BYTES 65536u   /* slots of at least this size get a payload pool by default */
+#define SHMI_STREAMING_COPY_BYTES (2u << 20) /* payloads this large are copied in with streaming stores */
 #define SHMI_MAILBOX_HEADER_BYTES 128
 #define SHMI_MAX_SLOTS (1u << 24)
 #define SHMI_MAX_SLOT_SIZE (1u << 30)

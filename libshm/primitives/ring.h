@@ -166,5 +166,10 @@ int shmi_ring_unchanged(shmi_ring_t *ring, uint64_t pos, uint64_t word);
 /* Copies a message out of a slot that a writer may be overwriting concurrently (the seqlock copy:
  * the result is validated by shmi_ring_unchanged afterwards, so a racing write is never delivered). */
 void shmi_ring_copy_out(void *dst, const void *src, size_t len);
+/* Copies a payload into the ring (writers). A payload of SHMI_STREAMING_COPY_BYTES or more goes with
+ * non-temporal stores where the CPU has them (x86-64): it is larger than what a core's caches would
+ * keep of it anyway, and plain stores would first read every destination line from memory. The
+ * stores are fenced before returning, so a release that publishes the slot orders them too. */
+void shmi_ring_copy_in(void *dst, const void *src, size_t len);
 
 #endif

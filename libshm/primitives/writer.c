@@ -145,7 +145,7 @@ int shmi_writer_send(shmi_writer_t *w, const void *data, size_t len, int64_t tim
     int rc = shmi_writer_claim(w, timeout_ns);
     if (rc) return rc;
     uint64_t pos = w->claimed_pos;
-    if (len) memcpy(shmi_ring_payload(&w->ch.ring, pos), data, len);
+    if (len) shmi_ring_copy_in(shmi_ring_payload(&w->ch.ring, pos), data, len);
     shmi_writer_publish(w, pos, (uint32_t)len);
     return 0;
 }
@@ -155,7 +155,7 @@ static void writer_fill_run(shmi_writer_t *w, const uint64_t *positions, size_t 
                             const unsigned char *data, const uint64_t *lens)
 {
     for (size_t i = 0; i < run; i++) {
-        if (lens[i]) memcpy(shmi_ring_payload(&w->ch.ring, positions[i]), data, (size_t)lens[i]);
+        if (lens[i]) shmi_ring_copy_in(shmi_ring_payload(&w->ch.ring, positions[i]), data, (size_t)lens[i]);
         data += lens[i];
     }
     for (size_t i = 0; i < run; i++) writer_complete(w, positions[i], (uint32_t)lens[i]);

@@ -464,6 +464,32 @@ static void test_pool(void)
          "fails the re-check, a dead writer's buffer comes back, corrupt words are refused");
 }
 
+/* shmi_ring_copy_in: below SHMI_STREAMING_COPY_BYTES a memcpy, from there on streaming stores with an
+ * unaligned head and tail: every byte lands, none outside, at every alignment. */
+static void test_copy_in(void)
+{
+    const size_t big = SHMI_STREAMING_COPY_BYTES;
+    const size_t lens[] = {0, 1, 63, 4096, big - 1, big, big + 1, big + 63, big + 64, 3 * big / 2 + 17};
+    const size_t offsets[] = {0, 1, 15, 16, 33};
+    const size_t cap = 2 * big + 256;
+    unsigned char *src = malloc(cap), *dst = malloc(cap);
+    CHECK(src && dst);
+    for (size_t i = 0; i < cap; i++) src[i] = (unsigned char)(i * 131 + (i >> 9));
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        for (size_t d = 0; d < sizeof offsets / sizeof offsets[0]; d++) {
+            const size_t at = offsets[d], from = offsets[(d + 2) % 5], n = lens[l];
+            memset(dst, 0xEE, cap);
+            shmi_ring_copy_in(dst + at, src + from, n);
+            CHECK(memcmp(dst + at, src + from, n) == 0);
+            for (size_t i = 0; i < at; i++) CHECK(dst[i] == 0xEE);
+            CHECK(dst[at + n] == 0xEE && dst[cap - 1] == 0xEE);
+        }
+    }
+    free(src);
+    free(dst);
+    puts("copy_in: every length and alignment around the streaming-store threshold copies exactly");
+}
+
 int main(void)
 {
     scale_init(4, 1000);
@@ -471,6 +497,7 @@ int main(void)
     test_ring_abandon();
     test_api_abandon();
     test_pool();
+    test_copy_in();
     run("broadcast", 8, 0, 1, scaled(1000000), 3, 0);   /* (a) */
     run("writers", 7, 0, 3, scaled(200000), 2, 0);      /* (b): 7 slots, not a power of two */
     run("lossless", 16, SHMC_LOSSLESS, 2, scaled(100000), 2, 1); /* (c) */

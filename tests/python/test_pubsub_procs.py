@@ -42,12 +42,13 @@ def test_three_subscriber_processes_each_receive_100k_messages_in_order(channel:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("size", [4096, 65536], ids=["4KiB", "64KiB-payload-pool"])
+@pytest.mark.parametrize("size", [4096, 65536, 3 << 20], ids=["4KiB", "64KiB-payload-pool", "3MiB-streaming-stores"])
 def test_slow_subscriber_in_overwrite_mode_sees_no_torn_message_and_counts_every_one(channel: str,
                                                                                    size: int) -> None:
     events, total_q = CTX.Queue(), CTX.Queue()
     with Publisher(channel, num_slots=8, slot_size=size, serialization="raw") as pub, Children() as kids:
-        # 64 KiB slots get a payload pool: each message's buffer is chosen at its claim.
+        # 64 KiB slots get a payload pool: each message's buffer is chosen at its claim. Messages of
+        # 2 MiB and more are copied in with streaming stores (libshm's shmi_ring_copy_in).
         assert pub.stats()["payload_pool"] is (size >= 65536)
         proc = kids.start(slow_subscriber, channel, size, events, total_q)
         get(events, 30, "the subscriber to attach", "ready")
