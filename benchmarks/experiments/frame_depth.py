@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""1 MiB frames against the depth of the channel: shmcomm and iceoryx2 side by side.
+"""Frames (1 MiB by default) against the depth of the channel: shmcomm and iceoryx2 side by side.
 
 The suite measures frames at one depth (suite.FRAME_DEPTH slots or buffers for every library). A
 ring reuses its slots in turn, so a writer of depth-d frames of s bytes touches d * s bytes of
@@ -9,7 +9,8 @@ caches keep, and every copy goes out to memory. This runs the suite's own frames
 several depths, repeats interleaved, and prints medians (min-max) with the same-depth ratio.
 
 Run: SHMCOMM_LIBRARY=... PYTHONPATH=python python benchmarks/experiments/frame_depth.py
-     [--depths 2,4,8] [--variants one-copy,zero-copy] [--repeats 3] [--json FILE]
+     [--depths 2,4,8] [--variants one-copy,zero-copy] [--size-kib 1024] [--repeats 3] [--json FILE]
+To compare two builds of shmcomm, run it once per build (SHMCOMM_LIBRARY and PYTHONPATH of each).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ def main(argv=None) -> int:
     ap.add_argument("--depths", default="2,4,8")
     ap.add_argument("--variants", default="one-copy,zero-copy")
     ap.add_argument("--libs", default="shmcomm,iceoryx2")
-    ap.add_argument("--size-mib", type=int, default=1)
+    ap.add_argument("--size-kib", type=int, default=1024, help="frame size in KiB (default 1024)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=float, default=1.5)
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     depths = [int(x) for x in args.depths.split(",")]
     variants, libs = args.variants.split(","), args.libs.split(",")
-    size = args.size_mib * suite.MIB
+    size = args.size_kib * 1024
+    label = f"{args.size_kib // 1024} MiB" if args.size_kib % 1024 == 0 else f"{args.size_kib} KiB"
     p = suite.params(False, args.duration, 10.0, [0, 1], args.repeats)
     ctx = mp.get_context("forkserver")
     rates: dict = {}
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
             for depth in depths:
                 for variant in variants:
                     for lib in libs:
-                        m = {"group": "frames", "case": f"{args.size_mib} MiB", "lib": lib, "variant": variant,
+                        m = {"group": "frames", "case": label, "lib": lib, "variant": variant,
                              "kind": "frames", "size": size, "depth": depth}
                         r = suite.run_python(ctx, m, p)
                         if not r.get("ok"):
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         shutil.rmtree(p["ipc_dir"], ignore_errors=True)
         suite.cleanup_segments()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"\n1 frame = {args.size_mib} MiB; frames/s, median of {args.repeats} (min-max); "
+    print(f"\n1 frame = {label}; frames/s, median of {args.repeats} (min-max); "
           f"ratio = {libs[0]} / {libs[-1]} at the same depth\n")
     print("| depth | path | " + " | ".join(libs) + " | ratio |")
     print("|---:|---|" + "---:|" * len(libs) + "---:|")
