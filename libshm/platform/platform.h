@@ -81,6 +81,16 @@ static inline void shmi_prefetch_write(const void *p)
 #endif
 }
 
+/* Keeps a function out of its callers: a rarely taken path (a pooled ring's) must not grow the
+ * common path's functions past what the compiler inlines (measured: +120 instructions per message). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SHMI_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define SHMI_NOINLINE __declspec(noinline)
+#else
+#define SHMI_NOINLINE
+#endif
+
 /* The OS error behind the last failure of this thread (errno / GetLastError). */
 void shmi_set_os_error(int err);
 int shmi_get_os_error(void);

@@ -15,14 +15,9 @@
 #define SHMI_STREAMING_STORES 0
 #endif
 
-static inline uint64_t index_of(const shmi_ring_t *ring, uint64_t pos)
-{
-    return ring->mask ? (pos & ring->mask) : (pos % ring->num_slots);
-}
-
 static inline shmi_slot_t *slot_at(shmi_ring_t *ring, uint64_t pos)
 {
-    return (shmi_slot_t *)(ring->slots + index_of(ring, pos) * ring->slot_stride);
+    return (shmi_slot_t *)(ring->slots + shmi_ring_index(ring, pos) * ring->slot_stride);
 }
 
 /* Pooled rings: buffer b (< num_slots) and its holder word, in slot b. */
@@ -41,15 +36,31 @@ static inline unsigned char *pool_buffer(shmi_ring_t *ring, uint64_t b)
 static inline uint64_t buffer_index(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
 {
     uint32_t b = atomic_load_explicit(&slot->buf, memory_order_relaxed);
-    return b < ring->num_slots ? b : index_of(ring, pos);
+    return b < ring->num_slots ? b : shmi_ring_index(ring, pos);
+}
+
+/* Pooled rings: the payload of pos, in the buffer its slot names. */
+static SHMI_NOINLINE void *pooled_payload(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
+{
+    return pool_buffer(ring, buffer_index(ring, slot, pos));
 }
 
 /* Pooled rings: 1 if the buffer that the slot of pos names still holds pos's payload. */
-static int buffer_holds(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
+static SHMI_NOINLINE int buffer_holds(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
 {
     uint64_t holder = atomic_load_explicit(&pool_entry(ring, buffer_index(ring, slot, pos))->holder,
                                            memory_order_relaxed);
     return holder != 0 && shmi_word_pos(holder) == pos;
+}
+
+/* Pooled rings, shmi_ring_peek of a READY pos: where its payload is, if its buffer still holds it. */
+static SHMI_NOINLINE enum shmi_peek pooled_peek(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos,
+                                                const void **payload)
+{
+    if (!buffer_holds(ring, slot, pos)) return SHMI_PEEK_ABANDONED; /* taken by a later message: every
+                                                                       reader was past it */
+    *payload = pool_buffer(ring, buffer_index(ring, slot, pos));
+    return SHMI_PEEK_READY;
 }
 
 /* A reader polls the first line of the slot it waits for (the slot word); a message larger than
@@ -88,11 +99,9 @@ void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos)
     for (uint32_t at = 0; at < bytes; at += SHMI_CACHE_LINE) shmi_prefetch_write(slot + at);
 }
 
-void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos)
+void *shmi_ring_pooled_payload(shmi_ring_t *ring, uint64_t pos)
 {
-    shmi_slot_t *slot = slot_at(ring, pos);
-    if (!ring->pooled) return (unsigned char *)slot + SHMI_SLOT_HEADER_BYTES;
-    return pool_buffer(ring, buffer_index(ring, slot, pos));
+    return pooled_payload(ring, slot_at(ring, pos), pos);
 }
 
 /* Pooled rings: 1 if a buffer whose holder word is `holder` may take the payload of pos (see ring.h);
@@ -118,8 +127,8 @@ static int buffer_free_for(shmi_ring_t *ring, uint64_t holder, uint64_t pos, uin
 }
 
 /* Pooled rings: the claimant of pos (`owner`) takes the warmest free buffer (see ring.h). 0 if none
- * is free, which only a corrupt segment can cause. */
-static int take_buffer(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
+ * is free, which only a corrupt segment can cause: the claim of pos is then given up. */
+static SHMI_NOINLINE int take_buffer(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
 {
     /* A failed CAS means another writer took that buffer: bounded by contention, and capped. */
     for (uint64_t round = 0; round < 4 * ring->num_slots + 16; round++) {
@@ -133,15 +142,20 @@ static int take_buffer(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
                 best_holder = holder;
             }
         }
-        if (best == UINT64_MAX) return 0;
+        if (best == UINT64_MAX) {
+            shmi_ring_recover(ring, shmi_word(pos, owner, SHMI_SLOT_WRITING)); /* readers skip pos */
+            return 0;
+        }
         /* acq_rel: after the checks above (a reader's cursor or release said the buffer is done
-         * with), and before the payload writes (the release fence in take_slot follows): a reader
-         * whose copy sees any of them re-checks the holder after its acquire fence and sees us. */
+         * with), and before the payload writes (the release fence below): a reader whose copy sees
+         * any of them re-checks the holder after its acquire fence and sees us. */
         if (atomic_compare_exchange_strong_explicit(&pool_entry(ring, best)->holder, &best_holder,
                                                     shmi_word(pos, owner, SHMI_SLOT_WRITING),
                                                     memory_order_acq_rel, memory_order_relaxed)) {
             /* Published with the slot's READY word (release), which readers load first. */
             atomic_store_explicit(&slot_at(ring, pos)->buf, (uint32_t)best, memory_order_relaxed);
+            /* Seqlock writer side, as in take_slot: the holder before any payload byte. */
+            atomic_thread_fence(memory_order_release);
             return 1;
         }
     }
@@ -157,7 +171,7 @@ static void help_head(shmi_ring_t *ring, uint64_t from)
 }
 
 /* Claims pos, whose slot word was `word` (free for pos): 1 if the CAS won, 0 if another writer was
- * first, -1 if a pooled ring has no free buffer (a corrupt segment: the claim is given up). */
+ * first. A pooled ring's caller then takes a buffer (claimed_buffer). */
 static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64_t pos, uint32_t owner)
 {
     if (ring->single_writer) {
@@ -174,16 +188,20 @@ static int take_slot(shmi_ring_t *ring, shmi_slot_t *slot, uint64_t word, uint64
          * every reader access that preceded the publication of the slot we overwrite. */
         return 0;
     }
-    int ok = !ring->pooled || take_buffer(ring, pos, owner);
-    if (!ok) shmi_ring_recover(ring, shmi_word(pos, owner, SHMI_SLOT_WRITING)); /* readers skip it */
-    /* Seqlock writer side: the "writing" word (and a pooled ring's holder word) must be visible
-     * before any payload byte; x86 orders the stores anyway. */
+    /* Seqlock writer side: the "writing" word must be visible before any payload byte; x86 orders
+     * the stores anyway. */
     atomic_thread_fence(memory_order_release);
     if (ring->single_writer)
         atomic_store_explicit(&ring->ctrl->head, pos + 1, memory_order_release); /* we alone move it */
     else
         help_head(ring, pos);
-    return ok ? 1 : -1;
+    return 1;
+}
+
+/* After a claim of pos: 1 if its payload has a place (always, without a pool). */
+static inline int claimed_buffer(shmi_ring_t *ring, uint64_t pos, uint32_t owner)
+{
+    return !ring->pooled || take_buffer(ring, pos, owner);
 }
 
 /* 1 if a writer may claim pos over slot word `word`: never written (the first lap), or done with
@@ -209,9 +227,8 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
         shmi_slot_t *slot = slot_at(ring, pos);
         uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
         if (free_for(ring, word, pos)) {
-            int taken = take_slot(ring, slot, word, pos, owner);
-            if (taken < 0) return SHMC_EBADSEG;
-            if (taken) {
+            if (take_slot(ring, slot, word, pos, owner)) {
+                if (!claimed_buffer(ring, pos, owner)) return SHMC_EBADSEG;
                 *pos_out = pos;
                 return 0;
             }
@@ -248,7 +265,8 @@ int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint
     uint64_t word = atomic_load_explicit(&slot->seq, memory_order_acquire);
     /* Anything but a plainly free slot goes the general way (shmi_ring_claim); a claim of pos by
      * another writer changed the word since our load, and the CAS fails. */
-    return free_for(ring, word, pos) && take_slot(ring, slot, word, pos, owner) > 0;
+    return free_for(ring, word, pos) && take_slot(ring, slot, word, pos, owner) &&
+           claimed_buffer(ring, pos, owner);
 }
 
 void shmi_ring_complete(shmi_ring_t *ring, uint64_t pos, uint32_t len)
@@ -477,10 +495,9 @@ enum shmi_peek shmi_ring_peek(shmi_ring_t *ring, uint64_t pos, uint64_t *word_ou
     if (state != SHMI_SLOT_READY) return SHMI_PEEK_ABANDONED; /* FREE; READING only if corrupt */
     uint32_t n = atomic_load_explicit(&slot->len, memory_order_relaxed);
     if (n > ring->slot_size) return SHMI_PEEK_ABANDONED; /* never trust the segment */
-    if (ring->pooled && !buffer_holds(ring, slot, pos))
-        return SHMI_PEEK_ABANDONED; /* its buffer went to a later message: every reader was past it */
     *len = n;
-    *payload = shmi_ring_payload(ring, pos);
+    if (ring->pooled) return pooled_peek(ring, slot, pos, payload);
+    *payload = (unsigned char *)slot + SHMI_SLOT_HEADER_BYTES;
     return SHMI_PEEK_READY;
 }
 
@@ -507,12 +524,8 @@ void shmi_ring_copy_out(void *dst, const void *src, size_t len) { memcpy(dst, sr
 #endif
 
 #if SHMI_STREAMING_STORES
-void shmi_ring_copy_in(void *dst, const void *src, size_t len)
+void shmi_ring_copy_in_streaming(void *dst, const void *src, size_t len)
 {
-    if (len < SHMI_STREAMING_COPY_BYTES) {
-        memcpy(dst, src, len);
-        return;
-    }
     unsigned char *to = dst;
     const unsigned char *from = src;
     size_t head = (16 - ((uintptr_t)to & 15)) & 15; /* streaming stores need 16-byte alignment */
@@ -532,5 +545,5 @@ void shmi_ring_copy_in(void *dst, const void *src, size_t len)
     _mm_sfence();
 }
 #else
-void shmi_ring_copy_in(void *dst, const void *src, size_t len) { memcpy(dst, src, len); }
+void shmi_ring_copy_in_streaming(void *dst, const void *src, size_t len) { memcpy(dst, src, len); }
 #endif

@@ -51,6 +51,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SHMI_OWNER_ABANDONED 0xFFu /* FREE: the writer died while writing */
 #define SHMI_OWNER_RESTORED 0xFEu  /* READY: a reader died while reading; taken again */
@@ -108,7 +109,18 @@ int shmi_ring_claim(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t 
  * and plainly free (no head to read, no other writer to help). 1 if claimed; 0 means "use
  * shmi_ring_claim", which knows every other case. */
 int shmi_ring_claim_next(shmi_ring_t *ring, uint32_t owner, uint64_t limit, uint64_t pos);
-void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos);
+/* The slot index of pos. */
+static inline uint64_t shmi_ring_index(const shmi_ring_t *ring, uint64_t pos)
+{
+    return ring->mask ? (pos & ring->mask) : (pos % ring->num_slots);
+}
+void *shmi_ring_pooled_payload(shmi_ring_t *ring, uint64_t pos);
+/* Where the payload of pos is (writers after their claim, competing readers after their take). */
+static inline void *shmi_ring_payload(shmi_ring_t *ring, uint64_t pos)
+{
+    if (ring->pooled) return shmi_ring_pooled_payload(ring, pos);
+    return ring->slots + shmi_ring_index(ring, pos) * ring->slot_stride + SHMI_SLOT_HEADER_BYTES;
+}
 /* A hint: fetch the first lines of pos's slot for writing now, so that the claim of pos does not
  * wait for them to leave a reader's core (batches call it one message ahead). */
 void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos);
@@ -170,6 +182,13 @@ void shmi_ring_copy_out(void *dst, const void *src, size_t len);
  * non-temporal stores where the CPU has them (x86-64): it is larger than what a core's caches would
  * keep of it anyway, and plain stores would first read every destination line from memory. The
  * stores are fenced before returning, so a release that publishes the slot orders them too. */
-void shmi_ring_copy_in(void *dst, const void *src, size_t len);
+void shmi_ring_copy_in_streaming(void *dst, const void *src, size_t len);
+static inline void shmi_ring_copy_in(void *dst, const void *src, size_t len)
+{
+    if (len >= SHMI_STREAMING_COPY_BYTES)
+        shmi_ring_copy_in_streaming(dst, src, len);
+    else
+        memcpy(dst, src, len);
+}
 
 #endif

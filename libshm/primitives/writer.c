@@ -52,8 +52,8 @@ static int maintain(void *ctx);
  * (ring.h): the slowest cursor, scanned before each claim (the pool is for large messages, where a
  * scan of the registry costs little next to the copy). No subscriber: nothing is taken early, so
  * a subscriber that follows a restart finds the new generation's first messages as a plain ring
- * would keep them. Returns the cursor (UINT64_MAX if none). */
-static uint64_t pool_see_readers(shmi_writer_t *w)
+ * would keep them. */
+static SHMI_NOINLINE void pool_see_readers(shmi_writer_t *w)
 {
     shmi_channel_t *ch = &w->ch;
     uint64_t min = shmi_registry_min_cursor(&ch->registry, SHMI_ROLE_FOLLOWER);
@@ -61,7 +61,6 @@ static uint64_t pool_see_readers(shmi_writer_t *w)
     /* A subscriber a lap behind may be dead, and only a reap lets the pool work again: an
      * overwriting publisher never waits, so it reaps here (maintain is rate-limited). */
     if (min != UINT64_MAX && min + ch->geometry.num_slots <= shmi_channel_head(ch)) maintain(w);
-    return min;
 }
 
 static int try_claim(void *ctx)
@@ -69,16 +68,14 @@ static int try_claim(void *ctx)
     shmi_writer_t *w = ctx;
     shmi_channel_t *ch = &w->ch;
     uint64_t limit = UINT64_MAX;
-    const int pool_broadcast = ch->ring.pooled && !ch->ring.competing;
-    uint64_t seen = pool_broadcast ? pool_see_readers(w) : 0;
+    /* Every attempt, also while waiting for room: the buffers readers freed meanwhile are the warm ones. */
+    if (ch->ring.pooled && !ch->ring.competing) pool_see_readers(w);
     if (w->lossless) {
         uint64_t head = shmi_channel_head(ch);
         /* Rescan when the cached bound would stop us, when no subscriber was seen (one may have
          * joined since: a joining subscriber's cursor is never below a cached minimum), and on every
-         * attempt while waiting for room. A pooled ring has just scanned. */
-        if (pool_broadcast)
-            w->cached_min = seen;
-        else if (w->cached_min == UINT64_MAX || w->room_at || head >= w->cached_min + ch->geometry.num_slots)
+         * attempt while waiting for room. */
+        if (w->cached_min == UINT64_MAX || w->room_at || head >= w->cached_min + ch->geometry.num_slots)
             w->cached_min = shmi_registry_min_cursor(&ch->registry, SHMI_ROLE_FOLLOWER);
         if (w->cached_min != UINT64_MAX) {
             if (w->cached_min < w->room_at) return SHMC_EAGAIN;
