@@ -16,12 +16,15 @@ import array
 import gc
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import shlex
 import statistics
 import struct
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 
@@ -210,6 +213,7 @@ def collect(ctrls: dict, timeout, what, grace=None) -> dict:
     deadline = time.monotonic() + timeout
     pending = {c: role for role, c in ctrls.items()}
     got = {}
+    first_at = deadline  # when the first process reported
     while pending:
         if got and grace is not None:  # the peer of a finished process should follow promptly
             deadline = min(deadline, first_at + grace)
@@ -674,6 +678,26 @@ def run_repeats(repeats: int, plan, run_one, label, describe) -> tuple:
                         lambda r: describe(r, wl))
             results.setdefault((lib, variant), {}).setdefault(wl, []).append(r)
     return results, time.monotonic() - t_start
+
+
+def run_pingpong_throughput(args, cores, run_timeout: float, libs: list, skipped: dict, want_variants,
+                            workloads: list, spec: tuple, run_one, label) -> tuple:
+    """Measures every (library, variant, workload) that a ping-pong/throughput script selected, in fresh
+    processes (args.start_method), args.repeats times. spec = (LIB_VARIANTS, VARIANT_WORKLOADS,
+    WORKLOADS, describe) of the script; run_one(ctx, lib, workload, variant, p) runs one measurement,
+    label(lib, variant, wl) names it. Returns (results, seconds, p) as run_repeats, with the parameters."""
+    lib_variants, variant_workloads, all_workloads, describe = spec
+    p = pingpong_throughput_params(args, cores, run_timeout,
+                                   tempfile.mkdtemp(prefix="shmbench-"))  # for zmq's ipc:// files
+    ctx = mp.get_context(args.start_method)
+    plan = [(lib, variant, wl) for lib, variant in selected(libs, skipped, lib_variants, want_variants)
+            for wl in workloads if wl in variant_workloads.get(variant, all_workloads)]
+    try:
+        results, elapsed = run_repeats(args.repeats, plan,
+                                       lambda lib, variant, wl: run_one(ctx, lib, wl, variant, p), label, describe)
+    finally:
+        shutil.rmtree(p["ipc_dir"], ignore_errors=True)
+    return results, elapsed, p
 
 
 def results_json(results: dict, no_samples: bool, latency_keys: tuple) -> list:

@@ -21,17 +21,14 @@ Run ``python benchmarks/bench_pair.py --help``; see benchmarks/README.md.
 from __future__ import annotations
 
 import array
-import multiprocessing as mp
-import shutil
 import sys
-import tempfile
 import time
 
 from _common import (BaseAdapter, BenchError, BenchTimeout, MSG_SIZE, SEQ, SPIN_CHECK_MASK, TAIL, _cell,
                      _fmt, _fmt_rate, _ratio, _tp_check, add_pingpong_throughput_args, apply_quick,
                      argument_parser, check_libraries, exit_status, failed_note, json_doc,
-                     pingpong_throughput_params, pingpong_throughput_plan, report_header, results_json,
-                     rtt_result, run_group, run_repeats, selected, shmcomm_version, skipped_row,
+                     pingpong_throughput_plan, run_pingpong_throughput, report_header, results_json,
+                     rtt_result, run_group, shmcomm_version, skipped_row,
                      summarize, table_row, write_json, zmq_version)
 from bench_pubsub import ShmcommAdapter as PubSubAdapter
 from bench_pubsub import ZmqAdapter
@@ -283,15 +280,10 @@ def main(argv=None) -> int:
           f" throughput {args.messages} messages; repeats {args.repeats}; queue depth {args.depth};"
           f" wait bound {args.timeout} s")
     versions, skipped = check_libraries(libs, CHECKS, LIB_LABEL)
-    p = pingpong_throughput_params(args, cores, run_timeout, tempfile.mkdtemp(prefix="shmbench-"))
-    ctx = mp.get_context(args.start_method)
-    measurements = [(lib, variant, wl) for lib, variant in selected(libs, skipped, LIB_VARIANTS, want_variants)
-                    for wl in workloads if wl in VARIANT_WORKLOADS.get(variant, WORKLOADS)]
-    results, elapsed = run_repeats(args.repeats, measurements,
-                                   lambda lib, variant, wl: run_one(ctx, lib, wl, variant, p),
-                                   lambda lib, variant, wl: f"{LIB_LABEL[lib]:>18} {variant:<10} {wl:<10}",
-                                   _describe)
-    shutil.rmtree(p["ipc_dir"], ignore_errors=True)
+    results, elapsed, p = run_pingpong_throughput(
+        args, cores, run_timeout, libs, skipped, want_variants, workloads,
+        (LIB_VARIANTS, VARIANT_WORKLOADS, WORKLOADS, _describe), run_one,
+        lambda lib, variant, wl: f"{LIB_LABEL[lib]:>18} {variant:<10} {wl:<10}")
 
     print("## Results\n")
     print(render_table(results, libs, skipped))
