@@ -39,27 +39,27 @@ static inline uint64_t buffer_index(shmi_ring_t *ring, const shmi_slot_t *slot, 
     return b < ring->num_slots ? b : shmi_ring_index(ring, pos);
 }
 
-/* Pooled rings: the payload of pos, in the buffer its slot names. */
-static SHMI_NOINLINE void *pooled_payload(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
+/* Pooled rings: 1 if buffer b still holds pos's payload. */
+static inline int holds(shmi_ring_t *ring, uint64_t b, uint64_t pos)
 {
-    return pool_buffer(ring, buffer_index(ring, slot, pos));
+    uint64_t holder = atomic_load_explicit(&pool_entry(ring, b)->holder, memory_order_relaxed);
+    return holder != 0 && shmi_word_pos(holder) == pos;
 }
 
 /* Pooled rings: 1 if the buffer that the slot of pos names still holds pos's payload. */
 static SHMI_NOINLINE int buffer_holds(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos)
 {
-    uint64_t holder = atomic_load_explicit(&pool_entry(ring, buffer_index(ring, slot, pos))->holder,
-                                           memory_order_relaxed);
-    return holder != 0 && shmi_word_pos(holder) == pos;
+    return holds(ring, buffer_index(ring, slot, pos), pos);
 }
 
 /* Pooled rings, shmi_ring_peek of a READY pos: where its payload is, if its buffer still holds it. */
 static SHMI_NOINLINE enum shmi_peek pooled_peek(shmi_ring_t *ring, const shmi_slot_t *slot, uint64_t pos,
                                                 const void **payload)
 {
-    if (!buffer_holds(ring, slot, pos)) return SHMI_PEEK_ABANDONED; /* taken by a later message: every
-                                                                       reader was past it */
-    *payload = pool_buffer(ring, buffer_index(ring, slot, pos));
+    uint64_t b = buffer_index(ring, slot, pos);
+    if (!holds(ring, b, pos)) return SHMI_PEEK_ABANDONED; /* taken by a later message: every reader
+                                                             was past it */
+    *payload = pool_buffer(ring, b);
     return SHMI_PEEK_READY;
 }
 
@@ -101,7 +101,7 @@ void shmi_ring_prefetch_write(shmi_ring_t *ring, uint64_t pos)
 
 void *shmi_ring_pooled_payload(shmi_ring_t *ring, uint64_t pos)
 {
-    return pooled_payload(ring, slot_at(ring, pos), pos);
+    return pool_buffer(ring, buffer_index(ring, slot_at(ring, pos), pos));
 }
 
 /* Pooled rings: 1 if a buffer whose holder word is `holder` may take the payload of pos (see ring.h);
