@@ -336,14 +336,14 @@ typedef struct pool_ring {
 } pool_ring_t;
 
 /* A pooled broadcast ring of POOL_SLOTS slots of 64 bytes, in private memory. */
-static void pool_ring_init(pool_ring_t *p)
+static void pool_ring_init(pool_ring_t *p, int competing)
 {
     p->ctrl = aligned_alloc(SHMI_CACHE_LINE, SHMI_RING_CTRL_BYTES);
     p->mem = aligned_alloc(SHMI_CACHE_LINE, (size_t)POOL_SLOTS * POOL_STRIDE);
     CHECK(p->ctrl && p->mem);
     memset(p->ctrl, 0, SHMI_RING_CTRL_BYTES);
     memset(p->mem, 0, (size_t)POOL_SLOTS * POOL_STRIDE);
-    shmi_ring_init(&p->ring, p->ctrl, p->mem, POOL_SLOTS, 64, POOL_STRIDE, 0, 0, 1);
+    shmi_ring_init(&p->ring, p->ctrl, p->mem, POOL_SLOTS, 64, POOL_STRIDE, competing, 0, 1);
 }
 
 static void pool_ring_free(pool_ring_t *p)
@@ -384,7 +384,7 @@ static int pool_reads(pool_ring_t *p, uint64_t pos)
 static void test_pool(void)
 {
     pool_ring_t p;
-    pool_ring_init(&p);
+    pool_ring_init(&p, 0);
     const uint32_t writer = 1, dead = 9;
 
     /* Readers that keep up (their slowest cursor passes each message before the next claim):
@@ -459,6 +459,25 @@ static void test_pool(void)
                      shmi_word(pos + 100, writer, SHMI_SLOT_WRITING));
     CHECK_RC(shmi_ring_claim(&p.ring, writer, UINT64_MAX, &claimed, &blocker), SHMC_EBADSEG);
     CHECK(shmi_ring_peek(&p.ring, pos + 1, &word, &payload, &len) == SHMI_PEEK_ABANDONED);
+    pool_ring_free(&p);
+
+    /* A work queue: an item taken and copied out frees its buffer at once (no cursors to read), so
+     * a queue whose puller keeps up writes every item into the same buffer; an item not taken yet
+     * keeps its own. */
+    pool_ring_init(&p, 1);
+    shmi_take_t t;
+    pos = pool_publish(&p, writer);
+    const uint64_t queue_first = buffer_of(&p, pos);
+    for (int i = 0; i < 3 * (int)POOL_SLOTS; i++) {
+        CHECK_OK(shmi_ring_take(&p.ring, 2, 64, &t));
+        CHECK(t.pos == pos && memcmp(shmi_ring_payload(&p.ring, pos), &pos, 8) == 0);
+        CHECK(shmi_ring_release(&p.ring, pos, 2));
+        pos = pool_publish(&p, writer);
+        CHECK(buffer_of(&p, pos) == queue_first);
+    }
+    uint64_t queued = pos;
+    pos = pool_publish(&p, writer);
+    CHECK(buffer_of(&p, pos) != buffer_of(&p, queued));
     pool_ring_free(&p);
     puts("pool: a kept-up ring reuses one buffer, a stalled reader keeps its lap, a taken buffer "
          "fails the re-check, a dead writer's buffer comes back, corrupt words are refused");
